@@ -1,0 +1,104 @@
+/**
+ * Backend selection for apps, the CLI and tests. Library code never calls this: layers and
+ * optimizers run on whatever backend the host program picked.
+ *
+ * NL_BACKEND = 'tensorflow' (tfjs-node-gpu, else tfjs-node, when installed) | 'wasm' (default) | 'cpu'.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { registerProjectKernels } from './kernels';
+
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+
+export interface BackendInfo {
+  /** What was asked for (argument or NL_BACKEND). */
+  requested: BackendName;
+  /** tf.getBackend() after selection: 'tensorflow' | 'wasm' | 'cpu'. */
+  active: string;
+  /** One sentence: which backend runs and why. */
+  reason: string;
+  /** Project kernels registered for the active backend (see core/backend/kernels). */
+  kernels: string[];
+}
+
+export function parseBackendName(value: string | undefined): BackendName {
+  const v = (value ?? '').trim().toLowerCase();
+  if (v === '') return 'wasm';
+  if ((BACKEND_NAMES as readonly string[]).includes(v)) return v as BackendName;
+  throw new Error(
+    `NL_BACKEND: unknown backend '${value}'; allowed values: ${BACKEND_NAMES.join(', ')}`,
+  );
+}
+
+function tryRequire(id: string): boolean {
+  try {
+    // A computed id keeps bundlers and tsc from resolving optional peers at build time.
+    const req: NodeRequire = require;
+    req(id);
+    return true;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'MODULE_NOT_FOUND' || code === 'ERR_MODULE_NOT_FOUND') return false;
+    throw new Error(`failed to load ${id}: ${(e as Error).message}`);
+  }
+}
+
+let wasmLoaded = false;
+function loadWasm(): void {
+  if (wasmLoaded) return;
+  // Side-effect import: registers the 'wasm' backend factory with tfjs-core.
+  require('@tensorflow/tfjs-backend-wasm');
+  wasmLoaded = true;
+}
+
+async function activate(name: string): Promise<boolean> {
+  const ok = await tf.setBackend(name);
+  if (ok) await tf.ready();
+  return ok && tf.getBackend() === name;
+}
+
+/**
+ * Select and initialise a backend. Throws (never silently falls back) when the requested
+ * backend cannot start, except 'tensorflow', which falls back to wasm with the reason stated.
+ */
+export async function selectBackend(
+  requested: BackendName | string = process.env.NL_BACKEND ?? 'wasm',
+  log: (msg: string) => void = () => {},
+): Promise<BackendInfo> {
+  const want = parseBackendName(requested);
+  let active: string;
+  let reason: string;
+  if (want === 'tensorflow') {
+    const pkg = tryRequire('@tensorflow/tfjs-node-gpu')
+      ? '@tensorflow/tfjs-node-gpu'
+      : tryRequire('@tensorflow/tfjs-node')
+        ? '@tensorflow/tfjs-node'
+        : null;
+    if (pkg && (await activate('tensorflow'))) {
+      active = 'tensorflow';
+      reason = `NL_BACKEND=tensorflow: using native libtensorflow from ${pkg}`;
+    } else {
+      loadWasm();
+      if (!(await activate('wasm'))) throw new Error('backend: tensorflow unavailable and wasm failed to initialise');
+      active = 'wasm';
+      reason = pkg
+        ? `NL_BACKEND=tensorflow: ${pkg} is installed but setBackend('tensorflow') failed; fell back to wasm`
+        : 'NL_BACKEND=tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed; fell back to wasm';
+    }
+  } else if (want === 'wasm') {
+    loadWasm();
+    if (!(await activate('wasm'))) {
+      throw new Error("backend: setBackend('wasm') returned false (is @tensorflow/tfjs-backend-wasm installed with its .wasm files?)");
+    }
+    active = 'wasm';
+    reason = 'wasm (default): XNNPACK SIMD kernels plus the project kernels';
+  } else {
+    if (!(await activate('cpu'))) throw new Error("backend: setBackend('cpu') returned false");
+    active = 'cpu';
+    reason = 'NL_BACKEND=cpu: pure-JS reference backend (slow; for checks)';
+  }
+  const kernels = registerProjectKernels(active);
+  const info: BackendInfo = { requested: want, active, reason, kernels };
+  log(`[nested-learning] backend=${active} (${reason}); project kernels: ${kernels.length ? kernels.join(', ') : 'none'}`);
+  return info;
+}
