@@ -1,0 +1,265 @@
+/**
+ * The composition root. createRuntime({plugins}) validates plugin manifests, registers their tfjs
+ * classes for (de)serialisation, loads their Inversify modules into one container, and exposes a
+ * small API to list plugins/capabilities and build layers and optimizers from plain configs.
+ *
+ * Data flows one way: config -> registry -> plugins' layers/optimizers -> model -> trainer.
+ */
+import 'reflect-metadata';
+import * as tf from '@tensorflow/tfjs';
+import { Container } from 'inversify';
+import {
+  BUILTIN_INNER_LOSSES,
+  TOKENS,
+  type InnerLoss,
+  type LayerClass,
+  type Logger,
+  type OptimizerClass,
+  type PluginCatalog,
+  type PluginManifest,
+  type Token,
+} from '../core';
+import {
+  registerTransformFactory,
+  createTransform,
+  type GradientTransform,
+} from '../core/transforms';
+import { registerFileSystemRouter } from '../core/io';
+
+export interface RuntimeOptions {
+  /** Plugin manifests to load, in any order (dependencies are checked, not ordered). */
+  plugins: readonly PluginManifest[];
+  /** Where the runtime reports what it loaded. Default: silent. */
+  logger?: Logger;
+}
+
+export interface Runtime {
+  /** The single Inversify container (plugins' ContainerModules are loaded into it). */
+  readonly container: Container;
+  /** Loaded manifests, in load order. */
+  plugins(): readonly PluginManifest[];
+  /** capability -> names of the plugins that declare it. */
+  capabilities(): Readonly<Record<string, readonly string[]>>;
+  hasCapability(capability: string): boolean;
+  /** Registered layer class names -> plugin name. */
+  layers(): ReadonlyMap<string, string>;
+  /** Registered optimizer class names -> plugin name. */
+  optimizers(): ReadonlyMap<string, string>;
+  /** Builds a layer from its registered class name and a plain (JSON) config. */
+  createLayer<L extends tf.layers.Layer = tf.layers.Layer>(className: string, config?: object): L;
+  /** Builds an optimizer from its registered class name and a plain (JSON) config. */
+  createOptimizer<O extends tf.Optimizer = tf.Optimizer>(className: string, config?: object): O;
+  /** Inner loss by name (core built-ins + plugin contributions). */
+  innerLoss(name: string): InnerLoss;
+  /** Gradient transform by registered name. */
+  transform(name: string, config?: Record<string, unknown>): GradientTransform;
+  /** tf.loadLayersModel with a check that every class in model.json is provided by a loaded plugin. */
+  loadLayersModel(path: string): Promise<tf.LayersModel>;
+  /** Resolves a service by typed token. */
+  get<T>(tok: Token<T>): T;
+}
+
+/** className -> {class, plugin} for every class any runtime in this process registered. */
+const REGISTERED = new Map<string, { cls: unknown; plugin: string }>();
+
+/** First-party plugins by the class names they provide, for "load plugin X" hints (filled lazily). */
+let classHints: Map<string, string> | null = null;
+export function setClassHints(hints: Map<string, string>): void {
+  classHints = hints;
+}
+
+function fail(msg: string): never {
+  throw new Error(`createRuntime: ${msg}`);
+}
+
+function validateManifests(plugins: readonly PluginManifest[]): void {
+  if (!Array.isArray(plugins)) fail('options.plugins must be an array of plugin manifests');
+  const names = new Map<string, number>();
+  plugins.forEach((p, i) => {
+    if (!p || typeof p.name !== 'string') fail(`plugins[${i}] is not a plugin manifest (use definePlugin)`);
+    if (names.has(p.name)) fail(`plugin name '${p.name}' is loaded twice (plugins[${names.get(p.name)}] and plugins[${i}])`);
+    names.set(p.name, i);
+  });
+  for (const p of plugins) {
+    for (const r of p.requires ?? []) {
+      if (!names.has(r)) fail(`plugin '${p.name}' requires plugin '${r}', which is not loaded; add it to options.plugins`);
+    }
+  }
+  // Class names must be unique across the loaded plugins and across earlier registrations.
+  const seen = new Map<string, string>();
+  for (const p of plugins) {
+    for (const cls of [...(p.layers ?? []), ...(p.optimizers ?? [])]) {
+      const cn = cls.className;
+      const other = seen.get(cn);
+      if (other !== undefined) fail(`class name '${cn}' is provided by both plugin '${other}' and plugin '${p.name}'`);
+      seen.set(cn, p.name);
+      const prev = REGISTERED.get(cn);
+      if (prev && prev.cls !== cls) {
+        fail(`class name '${cn}' of plugin '${p.name}' is already registered by plugin '${prev.plugin}' with a different class`);
+      }
+    }
+  }
+  const losses = new Map<string, string>(Object.keys(BUILTIN_INNER_LOSSES).map((n) => [n, 'core']));
+  for (const p of plugins) {
+    for (const l of p.innerLosses ?? []) {
+      const other = losses.get(l.name);
+      if (other !== undefined) fail(`inner loss '${l.name}' is provided by both '${other}' and plugin '${p.name}'`);
+      losses.set(l.name, p.name);
+    }
+  }
+}
+
+/** Walks a Keras topology JSON and collects every class_name / className. */
+function collectClassNames(node: unknown, out: Set<string>): void {
+  if (Array.isArray(node)) {
+    for (const n of node) collectClassNames(n, out);
+  } else if (node && typeof node === 'object') {
+    const o = node as Record<string, unknown>;
+    const cn = o.class_name ?? o.className;
+    if (typeof cn === 'string' && ('config' in o)) out.add(cn);
+    for (const v of Object.values(o)) collectClassNames(v, out);
+  }
+}
+
+export function createRuntime(options: RuntimeOptions): Runtime {
+  if (!options || typeof options !== 'object') fail('options must be an object with a plugins array');
+  const plugins = options.plugins;
+  validateManifests(plugins);
+  const logger: Logger = options.logger ?? { info: () => {}, warn: () => {} };
+
+  registerFileSystemRouter();
+
+  const layerOwners = new Map<string, string>();
+  const optimizerOwners = new Map<string, string>();
+  const layerClasses = new Map<string, LayerClass>();
+  const optimizerClasses = new Map<string, OptimizerClass>();
+  const extraLosses = new Map<string, InnerLoss>();
+  const caps: Record<string, string[]> = {};
+
+  for (const p of plugins) {
+    for (const cls of p.layers ?? []) {
+      tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
+      REGISTERED.set(cls.className, { cls, plugin: p.name });
+      layerOwners.set(cls.className, p.name);
+      layerClasses.set(cls.className, cls);
+    }
+    for (const cls of p.optimizers ?? []) {
+      tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
+      REGISTERED.set(cls.className, { cls, plugin: p.name });
+      optimizerOwners.set(cls.className, p.name);
+      optimizerClasses.set(cls.className, cls);
+    }
+    for (const l of p.innerLosses ?? []) extraLosses.set(l.name, l);
+    for (const [name, factory] of Object.entries(p.transforms ?? {})) registerTransformFactory(name, factory, p.name);
+    for (const c of p.capabilities ?? []) (caps[c] ??= []).push(p.name);
+  }
+
+  const container = new Container();
+  const innerLoss = (name: string): InnerLoss => {
+    const found = (BUILTIN_INNER_LOSSES as Record<string, InnerLoss>)[name] ?? extraLosses.get(name);
+    if (!found) {
+      throw new Error(`innerLoss: unknown inner loss '${name}'; available: ${[...Object.keys(BUILTIN_INNER_LOSSES), ...extraLosses.keys()].join(', ')}`);
+    }
+    return found;
+  };
+  const catalog: PluginCatalog = {
+    plugins: () => plugins,
+    hasCapability: (c) => (caps[c]?.length ?? 0) > 0,
+    innerLoss,
+    layerClass: (cn) => layerClasses.get(cn),
+  };
+  container.bind(TOKENS.Logger).toConstantValue(logger);
+  container.bind(TOKENS.PluginCatalog).toConstantValue(catalog);
+  for (const l of [...Object.values(BUILTIN_INNER_LOSSES), ...extraLosses.values()]) {
+    container.bind(TOKENS.InnerLoss).toConstantValue(l);
+  }
+  for (const p of plugins) {
+    if (p.module) {
+      try {
+        const r = container.load(p.module) as unknown;
+        if (r && typeof (r as Promise<void>).then === 'function') {
+          throw new Error('its ContainerModule load function is async; use a synchronous module');
+        }
+      } catch (e) {
+        fail(`plugin '${p.name}': loading its ContainerModule failed: ${(e as Error).message}`);
+      }
+    }
+  }
+  logger.info(`[nested-learning] loaded plugins: ${plugins.map((p) => `${p.name}@${p.version}`).join(', ') || 'none'}`);
+
+  const lookupLayer = (className: string): LayerClass => {
+    const cls = layerClasses.get(className);
+    if (cls) return cls;
+    const hint = classHints?.get(className);
+    throw new Error(
+      `createLayer: no loaded plugin provides layer class '${className}'` +
+        (hint ? `; it is provided by plugin '${hint}': add it to createRuntime({plugins})` : '') +
+        `. Loaded layer classes: ${[...layerClasses.keys()].join(', ') || 'none'}`,
+    );
+  };
+
+  const runtime: Runtime = {
+    container,
+    plugins: () => plugins,
+    capabilities: () => caps,
+    hasCapability: catalog.hasCapability,
+    layers: () => layerOwners,
+    optimizers: () => optimizerOwners,
+    createLayer<L extends tf.layers.Layer>(className: string, config: object = {}): L {
+      const cls = lookupLayer(className);
+      if (config === null || typeof config !== 'object' || Array.isArray(config)) {
+        throw new Error(`createLayer(${className}): config must be a plain object`);
+      }
+      return new cls({ ...config }) as L;
+    },
+    createOptimizer<O extends tf.Optimizer>(className: string, config: object = {}): O {
+      const cls = optimizerClasses.get(className);
+      if (!cls) {
+        const hint = classHints?.get(className);
+        throw new Error(
+          `createOptimizer: no loaded plugin provides optimizer class '${className}'` +
+            (hint ? `; it is provided by plugin '${hint}'` : '') +
+            `. Loaded optimizer classes: ${[...optimizerClasses.keys()].join(', ') || 'none'}`,
+        );
+      }
+      return cls.fromConfig(cls, { ...config }) as O;
+    },
+    innerLoss,
+    transform: (name, config = {}) => createTransform(name, config),
+    async loadLayersModel(path: string): Promise<tf.LayersModel> {
+      if (path.startsWith('file://')) {
+        const fs = await import('node:fs');
+        let file = path.slice('file://'.length);
+        if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = `${file.replace(/\/$/, '')}/model.json`;
+        if (fs.existsSync(file)) {
+          let json: unknown;
+          try {
+            json = JSON.parse(fs.readFileSync(file, 'utf8'));
+          } catch (e) {
+            throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+          }
+          const names = new Set<string>();
+          collectClassNames((json as { modelTopology?: unknown }).modelTopology, names);
+          const known = tf.serialization.SerializationMap.getMap().classNameMap;
+          for (const cn of names) {
+            if (cn in known) continue;
+            // Non-layer config entries (initializers, etc.) are registered the same way, so any
+            // unknown name is a class no loaded code provides.
+            const hint = classHints?.get(cn);
+            throw new Error(
+              `${file}: class '${cn}' is not registered` +
+                (hint ? `; it is provided by plugin '${hint}': add that plugin to createRuntime({plugins})` : cn.startsWith('Nl')
+                  ? '; load the plugin that provides it with createRuntime({plugins})'
+                  : ''),
+            );
+          }
+        }
+      }
+      return tf.loadLayersModel(path);
+    },
+    get<T>(tok: Token<T>): T {
+      return container.get<T>(tok);
+    },
+  };
+  return runtime;
+}
