@@ -1,1 +1,7 @@
+/** Gradient transforms (optax-style optimizers), their registry and the tf.Optimizer adapter. */
 export * from './transform';
+export * from './sgd';
+export * from './momentum';
+export * from './combinators';
+export * from './registry';
+export * from './optimizer';
