@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { ContainerModule, inject, injectable } from 'inversify';
 import { definePlugin, TOKENS, token, type Logger, type PluginCatalog } from '../core';
-import { createRuntime, setClassHints } from './runtime';
+import { addClassHints, createRuntime } from './runtime';
 
 class NlProbeA extends tf.layers.Layer {
   static className = 'NlProbeA';
@@ -83,7 +83,7 @@ describe('registry/createRuntime', () => {
     const rt = createRuntime({ plugins: [a, withModule], logger: { info: (m) => logged.push(m), warn: () => {} } });
     expect(rt.get(GREETER).greet()).to.equal('probe-a+greeter');
     expect(logged.some((m) => /loaded plugins: probe-a@1.0.0, greeter@0.0.1/.test(m))).to.equal(true);
-    expect(rt.container.getAll(TOKENS.InnerLoss).map((l) => l.name)).to.deep.equal(['l2', 'dot', 'cosine']);
+    expect(rt.getAll(TOKENS.InnerLoss).map((l) => l.name)).to.deep.equal(['l2', 'dot', 'cosine']);
   });
 
   it('looks up inner losses and names the unknown ones', () => {
@@ -93,10 +93,9 @@ describe('registry/createRuntime', () => {
   });
 
   it('names the plugin to load when a known first-party class is missing', () => {
-    setClassHints(new Map([['NlSomethingElse', 'some-plugin']]));
+    addClassHints(new Map([['NlSomethingElse', 'some-plugin']]));
     const rt = createRuntime({ plugins: [a] });
     expect(() => rt.createLayer('NlSomethingElse', {})).to.throw(/provided by plugin 'some-plugin'/);
     expect(() => rt.createLayer('NlMissing', {})).to.throw(/no loaded plugin provides layer class 'NlMissing'.*Loaded layer classes: NlProbeA/);
-    setClassHints(new Map());
   });
 });

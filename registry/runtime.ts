@@ -25,6 +25,10 @@ import {
   type GradientTransform,
 } from '../core/transforms';
 import { registerFileSystemRouter } from '../core/io';
+import { NlTransformOptimizer } from '../core/transforms/optimizer';
+
+/** Classes that core itself provides; registered by every runtime under the owner name 'core'. */
+const CORE_OPTIMIZERS: readonly OptimizerClass[] = [NlTransformOptimizer as unknown as OptimizerClass];
 
 export interface RuntimeOptions {
   /** Plugin manifests to load, in any order (dependencies are checked, not ordered). */
@@ -57,15 +61,18 @@ export interface Runtime {
   loadLayersModel(path: string): Promise<tf.LayersModel>;
   /** Resolves a service by typed token. */
   get<T>(tok: Token<T>): T;
+  /** Resolves every service bound to a multi-bound token (e.g. TOKENS.InnerLoss). */
+  getAll<T>(tok: Token<T>): T[];
 }
 
 /** className -> {class, plugin} for every class any runtime in this process registered. */
 const REGISTERED = new Map<string, { cls: unknown; plugin: string }>();
 
 /** First-party plugins by the class names they provide, for "load plugin X" hints (filled lazily). */
-let classHints: Map<string, string> | null = null;
-export function setClassHints(hints: Map<string, string>): void {
-  classHints = hints;
+const classHints = new Map<string, string>();
+/** Adds className -> plugin-name hints (first-party plugins add theirs in registry/builtin.ts). */
+export function addClassHints(hints: ReadonlyMap<string, string>): void {
+  for (const [k, v] of hints) classHints.set(k, v);
 }
 
 function fail(msg: string): never {
@@ -86,7 +93,7 @@ function validateManifests(plugins: readonly PluginManifest[]): void {
     }
   }
   // Class names must be unique across the loaded plugins and across earlier registrations.
-  const seen = new Map<string, string>();
+  const seen = new Map<string, string>(CORE_OPTIMIZERS.map((c) => [c.className, 'core']));
   for (const p of plugins) {
     for (const cls of [...(p.layers ?? []), ...(p.optimizers ?? [])]) {
       const cn = cls.className;
@@ -136,6 +143,12 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   const extraLosses = new Map<string, InnerLoss>();
   const caps: Record<string, string[]> = {};
 
+  for (const cls of CORE_OPTIMIZERS) {
+    tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
+    REGISTERED.set(cls.className, { cls, plugin: 'core' });
+    optimizerOwners.set(cls.className, 'core');
+    optimizerClasses.set(cls.className, cls);
+  }
   for (const p of plugins) {
     for (const cls of p.layers ?? []) {
       tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
@@ -190,7 +203,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   const lookupLayer = (className: string): LayerClass => {
     const cls = layerClasses.get(className);
     if (cls) return cls;
-    const hint = classHints?.get(className);
+    const hint = classHints.get(className);
     throw new Error(
       `createLayer: no loaded plugin provides layer class '${className}'` +
         (hint ? `; it is provided by plugin '${hint}': add it to createRuntime({plugins})` : '') +
@@ -215,7 +228,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     createOptimizer<O extends tf.Optimizer>(className: string, config: object = {}): O {
       const cls = optimizerClasses.get(className);
       if (!cls) {
-        const hint = classHints?.get(className);
+        const hint = classHints.get(className);
         throw new Error(
           `createOptimizer: no loaded plugin provides optimizer class '${className}'` +
             (hint ? `; it is provided by plugin '${hint}'` : '') +
@@ -245,7 +258,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
             if (cn in known) continue;
             // Non-layer config entries (initializers, etc.) are registered the same way, so any
             // unknown name is a class no loaded code provides.
-            const hint = classHints?.get(cn);
+            const hint = classHints.get(cn);
             throw new Error(
               `${file}: class '${cn}' is not registered` +
                 (hint ? `; it is provided by plugin '${hint}': add that plugin to createRuntime({plugins})` : cn.startsWith('Nl')
@@ -259,6 +272,9 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     },
     get<T>(tok: Token<T>): T {
       return container.get<T>(tok);
+    },
+    getAll<T>(tok: Token<T>): T[] {
+      return container.getAll<T>(tok) as T[];
     },
   };
   return runtime;

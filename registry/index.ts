@@ -1,0 +1,3 @@
+/** nested-learning/registry: the composition root. */
+export { createRuntime, type Runtime, type RuntimeOptions } from './runtime';
+export { builtinPlugins, createDefaultRuntime } from './builtin';
