@@ -10,3 +10,4 @@ export * from './plugin';
 export * from './tokens';
 export * from './ops';
 export * from './transforms';
+export * from './stateful';

@@ -11,7 +11,7 @@
  * Streaming: stream(x, state) carries M [B, dv, dk] across calls; call() starts from the initial memory.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BUILTIN_INNER_LOSSES, stopGradient, type InnerLoss } from '../../core';
+import { BUILTIN_INNER_LOSSES, stopGradient, type InnerLoss, type StatefulSequenceLayer } from '../../core';
 import { resolveAssociativeMemoryOptions, type AssociativeMemoryOptions, type ResolvedAssociativeMemoryOptions } from './config';
 import { matrixMemoryReadOne, matrixMemoryWrite } from './matrix-memory';
 import { assertMatrixMemoryState, type MatrixMemoryState } from './state';
@@ -28,7 +28,7 @@ export interface AssociativeMemoryStreamResult {
   state: MatrixMemoryState;
 }
 
-export class NlAssociativeMemory extends tf.layers.Layer {
+export class NlAssociativeMemory extends tf.layers.Layer implements StatefulSequenceLayer<MatrixMemoryState> {
   static className = 'NlAssociativeMemory';
 
   // Declarations only (useDefineForClassFields is false): the tfjs constructor path sets these.
@@ -109,7 +109,7 @@ export class NlAssociativeMemory extends tf.layers.Layer {
   override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
     const x = Array.isArray(inputs) ? inputs[0] : inputs;
     this.checkInputs(x);
-    return tf.tidy(() => this.forward(x, null).output);
+    return tf.tidy(() => this.run(x, null).output);
   }
 
   /**
@@ -122,9 +122,15 @@ export class NlAssociativeMemory extends tf.layers.Layer {
     this.checkInputs(inputs);
     if (state) assertMatrixMemoryState(state, inputs.shape[0], this.dv!, this.dk!, `${this.where}.stream: state`);
     return tf.tidy(() => {
-      const r = this.forward(inputs, state ? state.memory : null);
+      const r = this.run(inputs, state ? state.memory : null);
       return { output: r.output, state: { memory: r.memory } } as unknown as tf.TensorContainer;
     }) as unknown as AssociativeMemoryStreamResult;
+  }
+
+  /** StatefulSequenceLayer form of stream(): the same computation, named {y, state}. */
+  forward(inputs: tf.Tensor, state?: MatrixMemoryState | null): { y: tf.Tensor3D; state: MatrixMemoryState } {
+    const r = this.stream(inputs, state);
+    return { y: r.output, state: r.state };
   }
 
   /** Memory at the start of a sequence, [B, dv, dk]: zeros or the learned M_0. Needs the layer built. */
@@ -169,7 +175,7 @@ export class NlAssociativeMemory extends tf.layers.Layer {
   }
 
   /** The recurrence; runs inside the caller's tidy. x [B, T, D], memory0 [B, dv, dk] | null. */
-  private forward(x: tf.Tensor, memory0: tf.Tensor | null): { output: tf.Tensor3D; memory: tf.Tensor3D } {
+  private run(x: tf.Tensor, memory0: tf.Tensor | null): { output: tf.Tensor3D; memory: tf.Tensor3D } {
     const [b, t, d] = x.shape;
     const [dv, dk] = this.memoryShape;
     const x2 = x.reshape([b * t, d]); // [B*T, D]
