@@ -1,7 +1,166 @@
 /**
- * Project kernels registered with tf.registerKernel to fill gaps of a backend.
- * Placeholder: the kernels themselves live beside this file (see README in this folder).
+ * Project kernels registered with tf.registerKernel to fill gaps of a backend (see README.md here).
+ * core/backend/select.ts calls registerProjectKernels(tf.getBackend()) after every setBackend.
+ *
+ * wasm (tfjs-backend-wasm 4.22):
+ *   BatchMatMul, _FusedMatMul  transposed / batched / broadcast products on the XNNPACK path
+ *   Prelu                      alpha broadcast along non-trailing axes (built-in assumes trailing)
+ *   UnsortedSegmentSum         missing kernel (tf.gather and Embedding gradients)
+ *   Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter, DepthwiseConv2dNativeBackpropInput
+ *                              missing conv gradients (conv1d/conv2d/depthwise layers train)
+ * cpu:
+ *   UnsortedSegmentSum         O(n) instead of one mask tensor per segment (same values)
+ * Other backends: nothing registered.
+ *
+ * Registration is idempotent and reversible: each replacement config carries the config it replaced
+ * (under a global symbol, so two copies of this module agree), and unregisterProjectKernels() puts
+ * the originals back.
  */
-export function registerProjectKernels(_backend: string): string[] {
+import * as tf from '@tensorflow/tfjs';
+import { makeBatchMatMul, makeFusedMatMul } from './batch-mat-mul';
+import { makePrelu } from './prelu';
+import { unsortedSegmentSumCpu, unsortedSegmentSumWasm } from './unsorted-segment-sum';
+import {
+  conv2DBackpropFilterWasm,
+  depthwiseConv2dNativeBackpropFilterWasm,
+  depthwiseConv2dNativeBackpropInputWasm,
+} from './conv-grads';
+import { asWasmBackend } from './wasm-internals';
+
+const REPLACED: unique symbol = Symbol.for('nested-learning/project-kernel/replaced');
+
+interface ProjectKernelConfig extends tf.KernelConfig {
+  /** The built-in config this one replaced (null when the backend had none). */
+  [REPLACED]: tf.KernelConfig | null;
+}
+
+interface KernelSpec {
+  kernelName: string;
+  /** Builds the replacement from the built-in config; specs that wrap a built-in need one. */
+  build(original: tf.KernelConfig | undefined): tf.KernelConfig | null;
+}
+
+const WASM_KERNELS: readonly KernelSpec[] = [
+  {
+    kernelName: 'BatchMatMul',
+    build: (original) =>
+      original == null
+        ? null
+        : // Keep the built-in setupFunc: setBackend re-runs setup for registered kernels, and the
+          // built-in kernelFunc we delegate to needs its C function bound.
+          { kernelName: 'BatchMatMul', backendName: 'wasm', kernelFunc: makeBatchMatMul(original.kernelFunc), setupFunc: original.setupFunc },
+  },
+  {
+    kernelName: '_FusedMatMul',
+    build: (original) =>
+      original == null
+        ? null
+        : { kernelName: '_FusedMatMul', backendName: 'wasm', kernelFunc: makeFusedMatMul(original.kernelFunc), setupFunc: original.setupFunc },
+  },
+  {
+    kernelName: 'Prelu',
+    build: (original) =>
+      original == null ? null : { kernelName: 'Prelu', backendName: 'wasm', kernelFunc: makePrelu(original.kernelFunc), setupFunc: original.setupFunc },
+  },
+  {
+    kernelName: 'UnsortedSegmentSum',
+    build: () => ({ kernelName: 'UnsortedSegmentSum', backendName: 'wasm', kernelFunc: unsortedSegmentSumWasm as tf.KernelFunc }),
+  },
+  {
+    kernelName: 'Conv2DBackpropFilter',
+    build: () => ({ kernelName: 'Conv2DBackpropFilter', backendName: 'wasm', kernelFunc: conv2DBackpropFilterWasm as tf.KernelFunc }),
+  },
+  {
+    kernelName: 'DepthwiseConv2dNativeBackpropFilter',
+    build: () => ({
+      kernelName: 'DepthwiseConv2dNativeBackpropFilter',
+      backendName: 'wasm',
+      kernelFunc: depthwiseConv2dNativeBackpropFilterWasm as tf.KernelFunc,
+    }),
+  },
+  {
+    kernelName: 'DepthwiseConv2dNativeBackpropInput',
+    build: () => ({
+      kernelName: 'DepthwiseConv2dNativeBackpropInput',
+      backendName: 'wasm',
+      kernelFunc: depthwiseConv2dNativeBackpropInputWasm as tf.KernelFunc,
+    }),
+  },
+];
+
+const CPU_KERNELS: readonly KernelSpec[] = [
+  {
+    // The built-in one is O(numSegments * x.size) with a tensor per segment (seconds per Embedding
+    // backward); values are identical, only faster.
+    kernelName: 'UnsortedSegmentSum',
+    build: (original) =>
+      original == null ? null : { kernelName: 'UnsortedSegmentSum', backendName: 'cpu', kernelFunc: unsortedSegmentSumCpu as tf.KernelFunc },
+  },
+];
+
+function specsFor(backend: string): readonly KernelSpec[] {
+  if (backend === 'wasm') return WASM_KERNELS;
+  if (backend === 'cpu') return CPU_KERNELS;
   return [];
+}
+
+/** Names of the kernels registerProjectKernels installs for `backend` (without installing them). */
+export function projectKernelNames(backend: string): string[] {
+  return specsFor(backend).map((k) => k.kernelName);
+}
+
+function isProjectKernel(config: tf.KernelConfig | undefined): config is ProjectKernelConfig {
+  return config != null && REPLACED in config;
+}
+
+/**
+ * Registers the project kernels for `backend` (the name of the active backend) and returns the names
+ * now in place. Idempotent; a no-op returning [] for backends other than 'wasm' and 'cpu'.
+ */
+export function registerProjectKernels(backend: string): string[] {
+  if (backend === 'wasm') {
+    if (tf.getKernel('BatchMatMul', 'wasm') == null) {
+      throw new Error("registerProjectKernels('wasm'): the wasm backend's kernels are not registered (load @tensorflow/tfjs-backend-wasm first)");
+    }
+    const instance = tf.findBackend('wasm');
+    // Fail now, not mid-training, if the backend's internals are not the ones these kernels use.
+    if (instance != null) asWasmBackend(instance, 'registerProjectKernels');
+  }
+  const names: string[] = [];
+  for (const spec of specsFor(backend)) {
+    const current = tf.getKernel(spec.kernelName, backend);
+    if (isProjectKernel(current)) {
+      names.push(spec.kernelName);
+      continue;
+    }
+    const replacement = spec.build(current);
+    if (replacement == null) continue;
+    const config: ProjectKernelConfig = { ...replacement, [REPLACED]: current ?? null };
+    if (current != null) tf.unregisterKernel(spec.kernelName, backend);
+    tf.registerKernel(config);
+    names.push(spec.kernelName);
+  }
+  return names;
+}
+
+/**
+ * Puts back the kernels the project kernels replaced (and removes added ones) for `backend`
+ * (default 'wasm'). Returns the names restored or removed. Safe to call when nothing is registered.
+ */
+export function unregisterProjectKernels(backend = 'wasm'): string[] {
+  const names: string[] = [];
+  for (const spec of specsFor(backend)) {
+    const current = tf.getKernel(spec.kernelName, backend);
+    if (!isProjectKernel(current)) continue;
+    tf.unregisterKernel(spec.kernelName, backend);
+    const original = current[REPLACED];
+    if (original != null) tf.registerKernel(original);
+    names.push(spec.kernelName);
+  }
+  return names;
+}
+
+/** True when the project kernel `kernelName` is the one registered for `backend`. */
+export function isProjectKernelRegistered(kernelName: string, backend = 'wasm'): boolean {
+  return isProjectKernel(tf.getKernel(kernelName, backend));
 }

@@ -1,0 +1,460 @@
+/**
+ * BatchMatMul and _FusedMatMul for the wasm backend, routed so every product runs on the XNNPACK
+ * fully-connected path.
+ *
+ * Why: tfjs-backend-wasm 4.22 only reaches XNNPACK when transposeA = transposeB = false and both
+ * operands have a flattened batch of 1; anything else (every matmul gradient, every attention-style
+ * batched product) falls onto a blocked scalar loop 10-30x slower. Its slow path also mis-applies a
+ * rank-1 bias (the bias index is clipped to the last element for every row after the first), and its
+ * fast path reads past the end of a bias of shape [1]. This module:
+ *   1. materialises transposed operands once with a blocked transpose ([.., K, M] -> [.., M, K]);
+ *   2. folds batches into rows where the memory layout allows it ([B, M, K] x [K, N] is one
+ *      [B*M, K] x [K, N] product), and otherwise calls the fast 2-D product once per batch slice on
+ *      zero-copy views of the operands and the output (broadcast batch dims map to slice indices);
+ *   3. for _FusedMatMul, delegates to the built-in kernel only where it is exact (plain, unbatched,
+ *      bias absent or [N]); else computes act(a @ b + bias) as product + Add + activation kernel,
+ *      the same composition the cpu backend uses.
+ * The built-in kernels stay in charge of plain products (same XNNPACK operator cache, same speed).
+ */
+import * as tf from '@tensorflow/tfjs';
+import {
+  asWasmBackend,
+  disposeIntermediate,
+  idOf,
+  makeView,
+  releaseView,
+  runWasmKernel,
+  shapeBytes,
+  type WasmBackend,
+  type WasmModule,
+} from './wasm-internals';
+import { preluBroadcast, preluTrailingCompatible } from './prelu';
+
+/** Activations _FusedMatMul accepts (tfjs-core fused_types Activation). */
+export type FusedActivation = 'linear' | 'relu' | 'relu6' | 'elu' | 'sigmoid' | 'leakyrelu' | 'prelu';
+const ACTIVATIONS: readonly FusedActivation[] = ['linear', 'relu', 'relu6', 'elu', 'sigmoid', 'leakyrelu', 'prelu'];
+
+/** Sizes of one product: out[..batch, m, n] = A[..batchA, m, k] @ B[..batchB, k, n] (after transposes). */
+export interface MatMulGeometry {
+  m: number;
+  k: number;
+  n: number;
+  aBatchShape: number[];
+  bBatchShape: number[];
+  outBatchShape: number[];
+  /** Flattened batch sizes. */
+  batchA: number;
+  batchB: number;
+  outBatch: number;
+}
+
+export function matMulGeometry(
+  aShape: number[],
+  bShape: number[],
+  transposeA: boolean,
+  transposeB: boolean,
+  kernelName: string,
+): MatMulGeometry {
+  if (aShape.length < 2 || bShape.length < 2) {
+    throw new Error(`${kernelName}: inputs a and b need rank >= 2; got a [${aShape}] and b [${bShape}]`);
+  }
+  const ar = aShape.length;
+  const br = bShape.length;
+  const k = transposeA ? aShape[ar - 2] : aShape[ar - 1];
+  const kB = transposeB ? bShape[br - 1] : bShape[br - 2];
+  if (k !== kB) {
+    throw new Error(
+      `${kernelName}: inner dimensions of a [${aShape}] (transposeA=${transposeA}) and b [${bShape}] ` +
+        `(transposeB=${transposeB}) must match, got ${k} and ${kB}`,
+    );
+  }
+  const m = transposeA ? aShape[ar - 1] : aShape[ar - 2];
+  const n = transposeB ? bShape[br - 2] : bShape[br - 1];
+  const aBatchShape = aShape.slice(0, -2);
+  const bBatchShape = bShape.slice(0, -2);
+  const outBatchShape = tf.broadcast_util.assertAndGetBroadcastShape(aBatchShape, bBatchShape);
+  return {
+    m,
+    k,
+    n,
+    aBatchShape,
+    bBatchShape,
+    outBatchShape,
+    batchA: tf.util.sizeFromShape(aBatchShape),
+    batchB: tf.util.sizeFromShape(bBatchShape),
+    outBatch: tf.util.sizeFromShape(outBatchShape),
+  };
+}
+
+/**
+ * One call of the 2-D product: out[outStart .. outStart+count) = A[aStart .. aStart+count) @ B[b]
+ * (indices in batch slices). Consecutive output slices that read consecutive A slices against the
+ * same B slice share a run, because their rows are contiguous in memory: [count*m, k] x [k, n].
+ */
+export interface BatchRun {
+  a: number;
+  b: number;
+  out: number;
+  count: number;
+}
+
+/** Splits the broadcast batch loop into runs (see BatchRun). O(outBatch). */
+export function batchRuns(aBatchShape: number[], bBatchShape: number[], outBatchShape: number[]): BatchRun[] {
+  const r = outBatchShape.length;
+  const pad = (s: number[]): number[] => [...new Array<number>(r - s.length).fill(1), ...s];
+  // Strides of each operand's batch axes in slices, 0 on broadcast axes.
+  const strides = (s: number[]): number[] => {
+    const out = new Array<number>(r).fill(0);
+    let acc = 1;
+    for (let i = r - 1; i >= 0; i--) {
+      out[i] = s[i] === 1 ? 0 : acc;
+      acc *= s[i];
+    }
+    return out;
+  };
+  const aSt = strides(pad(aBatchShape));
+  const bSt = strides(pad(bBatchShape));
+  const total = tf.util.sizeFromShape(outBatchShape);
+  const idx = new Array<number>(r).fill(0);
+  const runs: BatchRun[] = [];
+  let ai = 0;
+  let bi = 0;
+  for (let o = 0; o < total; o++) {
+    const last = runs[runs.length - 1];
+    if (last !== undefined && last.b === bi && last.a + last.count === ai) last.count++;
+    else runs.push({ a: ai, b: bi, out: o, count: 1 });
+    // Odometer step over the output batch index, updating both operand offsets incrementally.
+    for (let d = r - 1; d >= 0; d--) {
+      idx[d]++;
+      ai += aSt[d];
+      bi += bSt[d];
+      if (idx[d] < outBatchShape[d]) break;
+      ai -= aSt[d] * idx[d];
+      bi -= bSt[d] * idx[d];
+      idx[d] = 0;
+    }
+  }
+  return runs;
+}
+
+type CBatchMatMul = (
+  aId: number,
+  aShape: Uint8Array,
+  aRank: number,
+  bId: number,
+  bShape: Uint8Array,
+  bRank: number,
+  transposeA: boolean,
+  transposeB: boolean,
+  outId: number,
+) => void;
+
+const cBatchMatMuls = new WeakMap<WasmModule, CBatchMatMul>();
+
+/** The C++ BatchMatMul entry point; with plain [1, rows, k] x [1, k, n] shapes it runs XNNPACK. */
+function cBatchMatMul(backend: WasmBackend): CBatchMatMul {
+  let fn = cBatchMatMuls.get(backend.wasm);
+  if (fn === undefined) {
+    fn = backend.wasm.cwrap('BatchMatMul', null, [
+      'number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number',
+    ]) as unknown as CBatchMatMul;
+    cBatchMatMuls.set(backend.wasm, fn);
+  }
+  return fn;
+}
+
+/**
+ * XNNPACK caches one operator (with packed weights) per b tensor id, keyed by the id alone. Reshape
+ * shares ids, so the same block used as b with another [k, n] would hit a stale operator (wrong
+ * results; seen on the built-in kernel). We remember the [k, n] each data block was first used with
+ * and pass any other shape through a fresh view id.
+ */
+const firstWeightShape = new WeakMap<object, string>();
+
+function weightShapeIsSafe(b: tf.TensorInfo, k: number, n: number): boolean {
+  const key = `${k}x${n}`;
+  const seen = firstWeightShape.get(b.dataId);
+  if (seen === undefined) {
+    firstWeightShape.set(b.dataId, key);
+    return true;
+  }
+  return seen === key;
+}
+
+/** Tile edge of the blocked transpose: a 16x16 float tile of source and destination fits in L1. */
+const TRANSPOSE_TILE = 16;
+
+/**
+ * [batch, rows, cols] -> [batch, cols, rows] as a new float32 tensor. A blocked loop over the heap:
+ * about twice as fast as the wasm Transpose kernel at power-of-two sizes (256^2: 0.17 vs 0.38 ms),
+ * whose plain strided loop thrashes the cache there.
+ */
+function transposeLast2(backend: WasmBackend, x: tf.TensorInfo, batch: number, rows: number, cols: number): tf.TensorInfo {
+  const out = backend.makeOutput([batch, cols, rows], 'float32');
+  // Views taken after the allocation above (which may grow the heap and detach older views).
+  const src = backend.typedArrayFromHeap(x) as Float32Array;
+  const dst = backend.typedArrayFromHeap(out) as Float32Array;
+  const T = TRANSPOSE_TILE;
+  for (let bi = 0; bi < batch; bi++) {
+    const base = bi * rows * cols;
+    for (let r0 = 0; r0 < rows; r0 += T) {
+      const r1 = Math.min(r0 + T, rows);
+      for (let c0 = 0; c0 < cols; c0 += T) {
+        const c1 = Math.min(c0 + T, cols);
+        for (let r = r0; r < r1; r++) {
+          const from = base + r * cols;
+          for (let c = c0; c < c1; c++) dst[base + c * rows + r] = src[from + c];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Cost model (ns) used to pick a route, fitted on this machine's wasm build (Node 20, SIMD, one
+ * thread); `npm run bench -- matmul` prints the small-shape comparison it is based on. An XNNPACK
+ * call on fresh weights pays a fixed cost (views, operator create/delete) plus packing of the k x n
+ * weights, which dominates when few rows share them (m = 1: 64x64 weights cost ~23 us to pack for a
+ * 4096-MAC product the scalar loop does in ~6 us).
+ */
+export const MATMUL_COST_NS = {
+  /** Per XNNPACK call: views, operator creation and deletion. */
+  xnnCall: 3000,
+  /** Per weight element packed when b is not a persistent, already-packed tensor. */
+  xnnPackPerWeight: 6.5,
+  /** Per multiply-add on XNNPACK (~14 GFLOP/s), counting n rounded up to the kernel's column tile. */
+  xnnPerMac: 0.14,
+  /** Output columns per XNNPACK micro-kernel tile: n = 1 costs as much as n = 8. */
+  xnnColumnTile: 8,
+  /** Per element moved by the Transpose kernel. */
+  transposePerElement: 6,
+  /** Per call of the built-in scalar loop. */
+  scalarCall: 1500,
+  /** Per multiply-add in the built-in scalar loop (~0.7-1.3 GFLOP/s). */
+  scalarPerMac: 1.5,
+};
+
+/** Estimated ns of both routes for one product (see MATMUL_COST_NS). */
+export function estimateRoutes(g: MatMulGeometry, transposeA: boolean, transposeB: boolean): { xnnpack: number; scalar: number } {
+  const c = MATMUL_COST_NS;
+  const macs = g.outBatch * g.m * g.k * g.n;
+  const xnnMacs = g.outBatch * g.m * g.k * Math.ceil(g.n / c.xnnColumnTile) * c.xnnColumnTile;
+  // b's packed weights persist across calls only when b is used as is (plain, one slice).
+  const bPersistent = g.batchB === 1 && !transposeB;
+  const calls = g.batchB === 1 ? 1 : g.outBatch;
+  const xnnpack =
+    (transposeA ? g.batchA * g.m * g.k * c.transposePerElement : 0) +
+    (transposeB ? g.batchB * g.k * g.n * c.transposePerElement : 0) +
+    calls * (c.xnnCall + (bPersistent ? 0 : g.k * g.n * c.xnnPackPerWeight)) +
+    xnnMacs * c.xnnPerMac;
+  const scalar = c.scalarCall + macs * c.scalarPerMac;
+  return { xnnpack, scalar };
+}
+
+/** Which implementation fastProduct uses; 'auto' picks the cheaper by estimateRoutes (tests force each route). */
+export type ProductRoute = 'auto' | 'xnnpack' | 'scalar';
+
+let defaultRoute: ProductRoute = 'auto';
+
+/**
+ * Diagnostics knob for tests and benchmarks: forces the route the registered kernels use ('auto'
+ * restores the size rule). Returns the previous setting. 'scalar' throws for broadcasts it cannot do.
+ */
+export function setMatMulRoute(route: ProductRoute): ProductRoute {
+  if (!['auto', 'xnnpack', 'scalar'].includes(route)) {
+    throw new Error(`setMatMulRoute: route must be 'auto' | 'xnnpack' | 'scalar', got '${String(route)}'`);
+  }
+  const previous = defaultRoute;
+  defaultRoute = route;
+  return previous;
+}
+
+/**
+ * out = a @ b (with transposes and broadcast batch dims); returns a new float32 tensor
+ * [...outBatchShape, m, n]. Inputs must be float32. Large slices run on XNNPACK (transposes
+ * materialised, batches folded into rows or looped over zero-copy views); products the cost model
+ * says are cheaper on the built-in scalar loop (tiny slices, or single rows against fresh weights)
+ * run there in one call when the broadcast is simple (each batch either 1 or full).
+ */
+export function fastProduct(
+  backend: WasmBackend,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  g: MatMulGeometry,
+  route: ProductRoute = defaultRoute,
+): tf.TensorInfo {
+  const { m, k, n } = g;
+  const out = backend.makeOutput([...g.outBatchShape, m, n], 'float32');
+  if (g.outBatch * m * n === 0) return out;
+  if (k === 0) {
+    // Empty sum: zeros (the heap block is uninitialised).
+    (backend.typedArrayFromHeap(out) as Float32Array).fill(0);
+    return out;
+  }
+  // The scalar loop broadcasts a batch only when it is 1 (it clamps the slice index).
+  const simpleBroadcast = (g.batchA === 1 || g.batchA === g.outBatch) && (g.batchB === 1 || g.batchB === g.outBatch);
+  if (route === 'scalar' && !simpleBroadcast) {
+    backend.disposeData(out.dataId);
+    throw new Error(`BatchMatMul: the scalar route cannot broadcast batch dims [${g.aBatchShape}] and [${g.bBatchShape}]`);
+  }
+  // With no transpose and no batch the C entry point goes to XNNPACK itself (and its per-b-id
+  // operator cache): leave that case to the branch below, which guards the cache.
+  const cGoesToXnn = !transposeA && !transposeB && g.batchA === 1 && g.batchB === 1;
+  let useScalar = route === 'scalar' && !cGoesToXnn;
+  if (route === 'auto' && simpleBroadcast && !cGoesToXnn) {
+    const cost = estimateRoutes(g, transposeA, transposeB);
+    useScalar = cost.scalar < cost.xnnpack;
+  }
+  if (useScalar) {
+    const aStored = transposeA ? [g.batchA, k, m] : [g.batchA, m, k];
+    const bStored = transposeB ? [g.batchB, n, k] : [g.batchB, k, n];
+    cBatchMatMul(backend)(idOf(backend, a), shapeBytes(aStored), 3, idOf(backend, b), shapeBytes(bStored), 3, transposeA, transposeB, idOf(backend, out));
+    return out;
+  }
+  const temps: tf.TensorInfo[] = [];
+  const views: tf.TensorInfo[] = [];
+  try {
+    // [batchA, m, k] and [batchB, k, n], row-major, materialised once when transposed.
+    let A = a;
+    if (transposeA) {
+      A = transposeLast2(backend, a, g.batchA, k, m);
+      temps.push(A);
+    }
+    let B = b;
+    if (transposeB) {
+      B = transposeLast2(backend, b, g.batchB, n, k);
+      temps.push(B);
+    }
+    const call = cBatchMatMul(backend);
+    const bShape = shapeBytes([1, k, n]);
+    const runs = batchRuns(g.aBatchShape, g.bBatchShape, g.outBatchShape);
+    const aShapes = new Map<number, Uint8Array>();
+    // b may be passed by its own id (keeps XNNPACK's packed-weight cache) only when it is one slice
+    // and the stale-operator hazard does not apply; transposed temporaries are fresh ids anyway.
+    const bWhole = g.batchB === 1 && (B !== b || weightShapeIsSafe(b, k, n));
+    for (const run of runs) {
+      const rows = run.count * m;
+      const aInfo = run.a === 0 && run.count === g.batchA ? A : makeView(backend, A, run.a * m * k, [rows, k]);
+      if (aInfo !== A) views.push(aInfo);
+      const bInfo = bWhole ? B : makeView(backend, B, run.b * k * n, [k, n]);
+      if (bInfo !== B) views.push(bInfo);
+      const oInfo = run.out === 0 && run.count === g.outBatch ? out : makeView(backend, out, run.out * m * n, [rows, n]);
+      if (oInfo !== out) views.push(oInfo);
+      let aShape = aShapes.get(rows);
+      if (aShape === undefined) aShapes.set(rows, (aShape = shapeBytes([1, rows, k])));
+      call(idOf(backend, aInfo), aShape, 3, idOf(backend, bInfo), bShape, 3, false, false, idOf(backend, oInfo));
+      while (views.length > 0) releaseView(backend, views.pop() as tf.TensorInfo);
+    }
+  } catch (e) {
+    backend.disposeData(out.dataId);
+    throw e;
+  } finally {
+    for (const v of views) releaseView(backend, v);
+    for (const t of temps) disposeIntermediate(backend, t);
+  }
+  return out;
+}
+
+/** True when the built-in kernel already takes its XNNPACK path for these operands. */
+function builtInIsFast(g: MatMulGeometry, transposeA: boolean, transposeB: boolean): boolean {
+  return !transposeA && !transposeB && g.batchA === 1 && g.batchB === 1 && g.m * g.k * g.n > 0;
+}
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+/** Builds the replacement BatchMatMul kernelFunc; `original` handles plain products and non-float32 errors. */
+export function makeBatchMatMul(original: tf.KernelFunc): tf.KernelFunc {
+  return (args: KernelArgs) => {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const attrs = (args.attrs ?? {}) as { transposeA?: boolean; transposeB?: boolean };
+    const transposeA = attrs.transposeA === true;
+    const transposeB = attrs.transposeB === true;
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
+    const backend = asWasmBackend(args.backend, 'BatchMatMul');
+    const g = matMulGeometry(a.shape, b.shape, transposeA, transposeB, 'BatchMatMul');
+    if (defaultRoute === 'auto' && builtInIsFast(g, transposeA, transposeB) && weightShapeIsSafe(b, g.k, g.n)) return original(args);
+    return fastProduct(backend, a, b, transposeA, transposeB, g);
+  };
+}
+
+function applyActivation(
+  backend: WasmBackend,
+  x: tf.TensorInfo,
+  activation: FusedActivation,
+  preluWeights: tf.TensorInfo | undefined,
+  leakyreluAlpha: number | undefined,
+): tf.TensorInfo {
+  switch (activation) {
+    case 'linear':
+      return x;
+    case 'relu':
+      return runWasmKernel('Relu', backend, { x });
+    case 'relu6':
+      return runWasmKernel('Relu6', backend, { x });
+    case 'elu':
+      return runWasmKernel('Elu', backend, { x });
+    case 'sigmoid':
+      return runWasmKernel('Sigmoid', backend, { x });
+    case 'leakyrelu':
+      return runWasmKernel('LeakyRelu', backend, { x }, { alpha: leakyreluAlpha ?? 0.2 });
+    case 'prelu':
+      if (preluWeights == null) throw new Error("_FusedMatMul: activation 'prelu' needs preluActivationWeights");
+      return preluBroadcast(backend, x, preluWeights);
+  }
+}
+
+/** Builds the replacement _FusedMatMul kernelFunc: act(a @ b + bias), exact cpu-backend semantics. */
+export function makeFusedMatMul(original: tf.KernelFunc): tf.KernelFunc {
+  return (args: KernelArgs) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as {
+      a: tf.TensorInfo;
+      b: tf.TensorInfo;
+      bias?: tf.TensorInfo;
+      preluActivationWeights?: tf.TensorInfo;
+    };
+    const attrs = (args.attrs ?? {}) as {
+      transposeA?: boolean;
+      transposeB?: boolean;
+      activation?: string;
+      leakyreluAlpha?: number;
+    };
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
+    const activation = (attrs.activation ?? 'linear') as FusedActivation;
+    if (!ACTIVATIONS.includes(activation)) {
+      throw new Error(`_FusedMatMul: activation '${String(attrs.activation)}' is not supported; allowed: ${ACTIVATIONS.join(', ')}`);
+    }
+    const transposeA = attrs.transposeA === true;
+    const transposeB = attrs.transposeB === true;
+    const backend = asWasmBackend(args.backend, '_FusedMatMul');
+    const g = matMulGeometry(a.shape, b.shape, transposeA, transposeB, '_FusedMatMul');
+    // The built-in fused path is exact only for a bias of exactly [n] (XNNPACK reads n values) and
+    // prelu weights matching the output's trailing dims.
+    const biasOk = bias == null || (bias.shape.length === 1 && bias.shape[0] === g.n);
+    const pw = preluActivationWeights;
+    const preluOk = activation !== 'prelu' || (pw != null && preluTrailingCompatible(pw.shape, [g.outBatch, g.m, g.n]));
+    if (defaultRoute === 'auto' && builtInIsFast(g, transposeA, transposeB) && biasOk && preluOk && weightShapeIsSafe(b, g.k, g.n)) {
+      return original(args);
+    }
+    const product = fastProduct(backend, a, b, transposeA, transposeB, g);
+    let current = product;
+    try {
+      if (bias != null) {
+        const added = runWasmKernel('Add', backend, { a: current, b: bias });
+        disposeIntermediate(backend, current);
+        current = added;
+      }
+      const activated = applyActivation(backend, current, activation, pw, attrs.leakyreluAlpha);
+      if (activated !== current) {
+        disposeIntermediate(backend, current);
+        current = activated;
+      }
+    } catch (e) {
+      disposeIntermediate(backend, current);
+      throw e;
+    }
+    return current;
+  };
+}
