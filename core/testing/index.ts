@@ -3,3 +3,4 @@ export * from './assert-close';
 export * from './leaks';
 export * from './grad-check';
 export * from './backends';
+export * from './round-trip';

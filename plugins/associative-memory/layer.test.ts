@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { disposeState } from '../../core';
-import { assertClose, expectNoLeakedTensors, gradCheck } from '../../core/testing';
+import { assertClose, expectNoLeakedTensors, gradCheck, roundTripInMemory } from '../../core/testing';
 import { NlAssociativeMemory, associativeMemory, type AssociativeMemoryLayerArgs } from './layer';
 import { MatrixMemory } from './matrix-memory';
 import { associativeMemoryPlugin } from './plugin';
@@ -165,15 +165,7 @@ describe('NlAssociativeMemory layer', () => {
       });
       const xs = randT(15, [2, 5, 4]);
       const before = model.predict(xs) as tf.Tensor;
-      let saved: tf.io.ModelArtifacts | null = null;
-      await model.save(
-        tf.io.withSaveHandler(async (artifacts) => {
-          saved = artifacts;
-          return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-        }),
-      );
-      expect(saved).to.not.equal(null);
-      const loaded = await tf.loadLayersModel(tf.io.fromMemory(saved!));
+      const loaded = await roundTripInMemory(model);
       const layer = loaded.layers[0] as NlAssociativeMemory;
       expect(layer).to.be.instanceOf(NlAssociativeMemory);
       expect(layer.getConfig()).to.include({ objective: 'l2', eta: 0.6, decay: 0.1, keyDim: 3, valueDim: 2 });

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { assertClose, expectNoLeakedTensors, gradCheck, withBackend } from '../../core/testing';
+import { assertClose, expectNoLeakedTensors, gradCheck, withBackend, roundTripInMemory } from '../../core/testing';
 import { LINEAR_ATTENTION_RULES, type LinearAttentionRule } from './ops/types';
 import {
   linearAttentionForward,
@@ -236,15 +236,7 @@ describe('NlLinearAttention: serialisation', () => {
       model.add(tf.layers.dense({ units: 3 }));
       const x = tf.randomNormal([B, 9, D], 0, 1, 'float32', 13);
       const y = model.predict(x) as tf.Tensor;
-      let saved: tf.io.ModelArtifacts | null = null;
-      await model.save(
-        tf.io.withSaveHandler(async (artifacts) => {
-          saved = artifacts;
-          return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
-        }),
-      );
-      expect(saved).to.not.equal(null);
-      const loaded = await tf.loadLayersModel(tf.io.fromMemory(saved as unknown as tf.io.ModelArtifacts));
+      const loaded = await roundTripInMemory(model);
       expect(loaded.layers[0]).to.be.instanceOf(NlLinearAttention);
       expect(loaded.layers[0].getConfig()).to.deep.equal(model.layers[0].getConfig());
       assertClose(loaded.predict(x) as tf.Tensor, y, { rtol: 0, atol: 0 });
