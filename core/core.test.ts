@@ -15,11 +15,15 @@ import {
   validateGradientMode,
   validateLevels,
 } from './index';
-import { assertClose, expectNoLeakedTensors } from './testing';
+import { assertClose, expectNoLeakedTensors, forEachBackend } from './testing';
 
-describe('core/inner-loss', () => {
-  const p = tf.tensor([[1, 2, 2], [0, -1, 3]]);
-  const t = tf.tensor([[0, 2, 4], [1, 1, 1]]);
+forEachBackend('core/inner-loss', () => {
+  let p: tf.Tensor;
+  let t: tf.Tensor;
+  before(() => {
+    p = tf.tensor([[1, 2, 2], [0, -1, 3]]);
+    t = tf.tensor([[0, 2, 4], [1, 1, 1]]);
+  });
   after(() => tf.dispose([p, t]));
 
   it('l2: value 1/2||p-t||^2 and grad p-t (hand-computed)', () => {
