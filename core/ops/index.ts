@@ -1,1 +1,2 @@
 export * from './stop-gradient';
+export * from './tensor-util';

@@ -221,6 +221,14 @@ describe('NlAssociativeMemory layer', () => {
       gradCheck((x) => (layer.apply(x) as tf.Tensor).mul(w).sum() as tf.Scalar, [xs], { name: 'layer' });
       tf.dispose([xs, w]);
     });
+
+    it('backpropagates a one-token call (tfjs 4.22 unstack-gradient regression) and matches finite differences', () => {
+      const layer = makeLayer({ objective: 'l2', eta: 0.5, keyDim: 2, valueDim: 2 }, 2, 23);
+      const xs = randT(24, [2, 1, 2]);
+      const w = randT(25, [2, 1, 2]);
+      gradCheck((x) => (layer.apply(x) as tf.Tensor).mul(w).sum() as tf.Scalar, [xs], { name: 'layer T=1' });
+      tf.dispose([xs, w]);
+    });
   });
 
   describe('errors and leaks', () => {

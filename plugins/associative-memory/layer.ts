@@ -11,7 +11,7 @@
  * Streaming: stream(x, state) carries M [B, dv, dk] across calls; call() starts from the initial memory.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BUILTIN_INNER_LOSSES, stopGradient, type InnerLoss, type StatefulSequenceLayer } from '../../core';
+import { BUILTIN_INNER_LOSSES, splitAxis0, stackAxis0, stopGradient, type InnerLoss, type StatefulSequenceLayer } from '../../core';
 import { resolveAssociativeMemoryOptions, type AssociativeMemoryOptions, type ResolvedAssociativeMemoryOptions } from './config';
 import { matrixMemoryReadOne, matrixMemoryWrite } from './matrix-memory';
 import { assertMatrixMemoryState, type MatrixMemoryState } from './state';
@@ -192,9 +192,11 @@ export class NlAssociativeMemory extends tf.layers.Layer implements StatefulSequ
       k = stopGradient(k);
       v = stopGradient(v);
     }
-    const qs = tf.unstack(q, 1); // T x [B, dk]
-    const ks = tf.unstack(k, 1);
-    const vs = tf.unstack(v, 1);
+    // splitAxis0 over the time-major layout: O(size log T) on wasm, and its gradient works for T = 1
+    // (tf.unstack's does not in tfjs 4.22).
+    const qs = splitAxis0(q.transpose([1, 0, 2])); // T x [B, dk]
+    const ks = splitAxis0(k.transpose([1, 0, 2]));
+    const vs = splitAxis0(v.transpose([1, 0, 2]));
     let m: tf.Tensor = memory0 ?? this.initialMemory(b, dv, dk); // [B, dv, dk]
     const ys: tf.Tensor[] = [];
     for (let i = 0; i < t; i++) {
@@ -202,7 +204,7 @@ export class NlAssociativeMemory extends tf.layers.Layer implements StatefulSequ
       m = matrixMemoryWrite(m, ks[i], vs[i], this.innerLoss, this.opts.eta, this.opts.decay, stop ? stopGradient(m) : m);
       ys.push(matrixMemoryReadOne(m, qs[i])); // [B, dv]
     }
-    const y = tf.stack(ys, 1).reshape([b * t, dv]); // [B*T, dv]
+    const y = stackAxis0(ys).transpose([1, 0, 2]).reshape([b * t, dv]); // [B*T, dv]
     let out = tf.matMul(y as tf.Tensor2D, this.wo!.read() as tf.Tensor2D); // [B*T, D]
     if (this.bo) out = out.add(this.bo.read());
     return { output: out.reshape([b, t, d]) as tf.Tensor3D, memory: m as tf.Tensor3D };

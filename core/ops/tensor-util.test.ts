@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { assertClose, expectNoLeakedTensors } from '../../../core/testing';
-import { cumsumSafe, splitAxis0, stackAxis0 } from './tf-util';
+import { assertClose, expectNoLeakedTensors } from '../testing';
+import { cumsumSafe, splitAxis0, stackAxis0 } from './tensor-util';
 
-describe('linear-attention ops: tf-util workarounds', () => {
+describe('core/ops tensor-util workarounds', () => {
   it('splitAxis0 / stackAxis0: values of unstack / stack, and gradients (also for a single piece)', () => {
     for (const n of [1, 2, 5]) {
       const x = tf.randomNormal([n, 2, 3], 0, 1, 'float32', n);
