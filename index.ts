@@ -7,3 +7,5 @@ export * from './core';
 export { createRuntime, createDefaultRuntime, builtinPlugins, type Runtime, type RuntimeOptions } from './registry';
 export * as associativeMemory from './plugins/associative-memory';
 export * as linearAttention from './plugins/linear-attention';
+export * as cms from './plugins/cms';
+export * as scheduler from './plugins/scheduler';

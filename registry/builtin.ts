@@ -5,10 +5,12 @@
 import type { PluginManifest } from '../core';
 import { associativeMemoryPlugin } from '../plugins/associative-memory/plugin';
 import { linearAttentionPlugin } from '../plugins/linear-attention/plugin';
+import { cmsPlugin } from '../plugins/cms/plugin';
+import { schedulerPlugin } from '../plugins/scheduler/plugin';
 import { createRuntime, addClassHints, type Runtime, type RuntimeOptions } from './runtime';
 
 export function builtinPlugins(): PluginManifest[] {
-  return [associativeMemoryPlugin, linearAttentionPlugin];
+  return [associativeMemoryPlugin, linearAttentionPlugin, cmsPlugin, schedulerPlugin];
 }
 
 function hints(): Map<string, string> {

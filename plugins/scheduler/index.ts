@@ -1,0 +1,21 @@
+/** Public surface of nested-learning/plugins/scheduler. */
+export { schedulerPlugin, SCHEDULER_TOKENS, type NestedTrainerFactory } from './plugin';
+export { NestedModel, disposeStates } from './model';
+export type { NestedStage, StageStates } from './model';
+export { NestedTrainer, PARTIAL_CHUNK_POLICIES } from './trainer';
+export type {
+  LevelClock,
+  NestedTrainerOptions,
+  PartialChunkPolicy,
+  ProgressEvent,
+  RunOptions,
+  RunResult,
+  SegmentEvent,
+  TokenLoss,
+  TrainerCheckpointMeta,
+} from './trainer';
+export { saveTrainerCheckpoint, loadTrainerCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint';
+export { tokenSquaredError, tokenCrossEntropy } from './losses';
+// Levels as data and the pure plan come from core (createPeriodicScheduler, LevelSpec).
+export { createPeriodicScheduler } from '../../core';
+export type { LevelSpec, Scheduler, Boundary } from '../../core';

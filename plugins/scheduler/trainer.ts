@@ -1,0 +1,590 @@
+/**
+ * NestedTrainer: nested training across frequency levels (paper Eqs. 19-20, 71) for any NestedModel.
+ *
+ * One call = one piece of a context, [B, T] tokens:
+ *   1. The piece is cut into segments at every level boundary (multiples of each period C(l), counted
+ *      in tokens of the context since its start), at multiples of `segmentLength` (default: the
+ *      fastest period) and at the end of the piece. Inside a segment every fast weight is constant.
+ *   2. Per segment: forward from the carried states, per-token task loss l[b, t], ONE backward pass
+ *      (tf.engine().gradients) of sum_{b,t} l for both the outer parameters and every in-context
+ *      level's fast copies. Fast-copy gradients go to the levels' pending accumulators (per sequence:
+ *      the sum over tokens of Eq. 71); outer gradients are accumulated for the batch.
+ *   3. After the segment, the levels whose period divides the token count fire (scheduler.plan):
+ *      their update is applied, so the tokens after the boundary see the new weights.
+ *   4. At the end of the piece: partialChunk 'flush' applies every non-empty pending chunk now;
+ *      'carry' keeps it (the next piece of the same context continues the count).
+ *   5. train(): after `accumulationSteps` pieces the outer optimizer steps on the meta-parameters
+ *      (mean over tokens of the outer gradients, optional global-norm clip). memorize() never does.
+ *
+ * Meta-gradients (gradientMode 'full', default): first order. A level's initial weights get the batch
+ * sum of the gradients its fast copies saw (dW_t/dW_0 taken as I); all other parameters get their
+ * ordinary gradient. 'stop': the initial weights of in-context levels are not meta-learned (writes are
+ * not differentiated); the other parameters still are. States carried from one segment to the next are
+ * values (truncated backpropagation at segment boundaries).
+ *
+ * Loss scaling: fast weights follow Eq. 71 literally (sum over the chunk's tokens of each sequence's
+ * per-token loss gradient); the outer gradient is that of the mean per-token loss of the piece.
+ */
+import * as tf from '@tensorflow/tfjs';
+import {
+  createPeriodicScheduler,
+  disposeState,
+  validateGradientMode,
+  type GradientMode,
+  type InContextLearner,
+  type LevelSpec,
+  type MemoryState,
+  type Scheduler,
+} from '../../core';
+import { disposeStates, type NestedModel, type StageStates } from './model';
+
+/** What happens to a level's partial chunk at the end of a piece (train/memorize call). 'carry': it
+ * stays pending and the count continues in the next piece of the same context (boundaries stay at
+ * multiples of C(l) of the whole stream). 'flush': it is applied now; later boundaries stay at
+ * multiples of C(l) (the next chunk is the remainder up to the next multiple). */
+export type PartialChunkPolicy = 'flush' | 'carry';
+export const PARTIAL_CHUNK_POLICIES: readonly PartialChunkPolicy[] = ['flush', 'carry'];
+
+function validatePartialChunkPolicy(v: unknown, path: string): PartialChunkPolicy {
+  if (v === undefined) return 'carry';
+  if (typeof v !== 'string' || !(PARTIAL_CHUNK_POLICIES as readonly string[]).includes(v)) {
+    throw new Error(`${path}: must be one of ${PARTIAL_CHUNK_POLICIES.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
+  }
+  return v as PartialChunkPolicy;
+}
+
+/** Per-token task loss: output y [B, T, ...] and targets [B, T, ...] -> [B, T]. */
+export type TokenLoss = (y: tf.Tensor, targets: tf.Tensor) => tf.Tensor;
+
+export interface LevelClock {
+  /** Level id '<layer name>/<level id>'. */
+  id: string;
+  period: number;
+  /** Tokens of the current context seen so far. */
+  tokensSeen: number;
+  /** Updates applied in the current context (boundaries + flushes). */
+  updatesFired: number;
+  /** Tokens since the level's last update (its pending chunk). */
+  tokensPending: number;
+}
+
+export interface ProgressEvent {
+  kind: 'train' | 'memorize';
+  /** Outer optimizer steps taken so far. */
+  outerSteps: number;
+  /** Tokens (B x T) processed by this call. */
+  tokens: number;
+  tokensPerSecond: number;
+  /** Mean per-token loss of the call. */
+  loss: number;
+  /** Level updates fired during the call, by level id. */
+  levelUpdatesFired: Record<string, number>;
+  /** True when this call made an outer step. */
+  outerStep: boolean;
+}
+
+export interface SegmentEvent {
+  /** Context token range of the segment [start, end). */
+  start: number;
+  end: number;
+  /** Level ids updated after the segment (boundaries, then flushes at the end of a piece). */
+  fired: string[];
+}
+
+export interface NestedTrainerOptions {
+  /** Per-token task loss (e.g. tokenCrossEntropy, tokenMeanSquaredError). */
+  loss: TokenLoss;
+  /** Outer optimizer on the meta-parameters (required by train()). */
+  optimizer?: tf.Optimizer;
+  /** Maximum segment length in tokens; default the fastest period (whole piece when nothing learns). */
+  segmentLength?: number;
+  /** Pieces (train calls) whose outer gradients are averaged per outer step. Default 1. */
+  accumulationSteps?: number;
+  /** Global-norm clip of the outer gradient (> 0); default none. */
+  clipNorm?: number;
+  /** Default 'full'. */
+  gradientMode?: GradientMode;
+  /** Default 'carry'. */
+  partialChunk?: PartialChunkPolicy;
+  onProgress?: (e: ProgressEvent) => void;
+  /** Called after every segment (testing and debugging). */
+  onSegment?: (e: SegmentEvent) => void;
+}
+
+export interface RunOptions {
+  /** Start a new context from the meta-learned initial memories (default true for train(), false for memorize()). */
+  newContext?: boolean;
+  /** Return the outputs [B, T, ...] and per-token losses [B, T] of the piece (caller disposes). */
+  collect?: boolean;
+}
+
+export interface RunResult {
+  /** Mean per-token loss of the piece. */
+  loss: number;
+  outputs?: tf.Tensor;
+  tokenLosses?: tf.Tensor;
+  outerStep: boolean;
+}
+
+/** JSON part of a trainer checkpoint. */
+export interface TrainerCheckpointMeta {
+  gradientMode: GradientMode;
+  partialChunk: PartialChunkPolicy;
+  accumulationSteps: number;
+  outerSteps: number;
+  pendingPieces: number;
+  /** Position keys of the pending outer gradients, in accumulation order (the optimizer's slot order). */
+  pendingOrder: string[];
+  /** Names of the optimizer weights (tensors 'opt/<i>'). */
+  optimizerWeights: string[];
+  /** Open context: clocks and state keys per stage (tensors 'state/<stage>/<key>'). */
+  session: {
+    batchSize: number;
+    tokensSeen: number;
+    /** Level ids when saved (informative: clocks are matched by level position, names may differ). */
+    levelIds: string[];
+    updatesFired: number[];
+    lastUpdateAt: number[];
+    stateKeys: Array<string[] | null>;
+  } | null;
+}
+
+/** Live context: carried states and level clocks. */
+interface Session {
+  batchSize: number;
+  states: StageStates;
+  tokensSeen: number;
+  updatesFired: Map<string, number>;
+  lastUpdateAt: Map<string, number>;
+}
+
+interface LevelRef {
+  spec: LevelSpec;
+  stage: number;
+  localId: string;
+}
+
+function fail(path: string, msg: string): never {
+  throw new Error(`${path}: ${msg}`);
+}
+
+export class NestedTrainer {
+  readonly model: NestedModel;
+  readonly options: Readonly<Required<Pick<NestedTrainerOptions, 'accumulationSteps' | 'gradientMode' | 'partialChunk'>>> & NestedTrainerOptions;
+  private scheduler: Scheduler | null = null;
+  private levelRefs: LevelRef[] = [];
+  private session: Session | null = null;
+  /** Outer gradients summed over the pieces of the current accumulation window (by variable name). */
+  private pendingOuter: Map<string, tf.Tensor> = new Map();
+  private pendingPieces = 0;
+  private outerStepCount = 0;
+
+  constructor(model: NestedModel, options: NestedTrainerOptions) {
+    const p = 'NestedTrainer.options';
+    if (typeof options !== 'object' || options === null) fail(p, 'must be an object');
+    if (typeof options.loss !== 'function') fail(`${p}.loss`, 'must be a function (y, targets) -> per-token loss [B, T]');
+    const acc = options.accumulationSteps ?? 1;
+    if (!Number.isInteger(acc) || acc < 1) fail(`${p}.accumulationSteps`, `must be an integer >= 1, got ${JSON.stringify(options.accumulationSteps)}`);
+    if (options.segmentLength !== undefined && (!Number.isInteger(options.segmentLength) || options.segmentLength < 1)) {
+      fail(`${p}.segmentLength`, `must be an integer >= 1, got ${JSON.stringify(options.segmentLength)}`);
+    }
+    if (options.clipNorm !== undefined && !(typeof options.clipNorm === 'number' && options.clipNorm > 0 && Number.isFinite(options.clipNorm))) {
+      fail(`${p}.clipNorm`, `must be a finite number > 0, got ${JSON.stringify(options.clipNorm)}`);
+    }
+    if (options.optimizer !== undefined && !(options.optimizer instanceof tf.Optimizer)) fail(`${p}.optimizer`, 'must be a tf.Optimizer');
+    this.model = model;
+    this.options = {
+      ...options,
+      accumulationSteps: acc,
+      gradientMode: validateGradientMode(options.gradientMode ?? 'full', `${p}.gradientMode`),
+      partialChunk: validatePartialChunkPolicy(options.partialChunk, `${p}.partialChunk`),
+    };
+  }
+
+  /** The levels of every in-context learner of the model, as data (ids '<layer>/<level>'). Needs a built model. */
+  levels(): LevelSpec[] {
+    this.ensureLevels();
+    return this.levelRefs.map((r) => r.spec);
+  }
+
+  /** Outer optimizer steps taken so far. */
+  get outerSteps(): number {
+    return this.outerStepCount;
+  }
+
+  /** Clocks of every level in the current context (zeros when no context is open). */
+  levelClocks(): LevelClock[] {
+    this.ensureLevels();
+    const s = this.session;
+    return this.levelRefs.map(({ spec }) => {
+      const seen = s?.tokensSeen ?? 0;
+      return {
+        id: spec.id,
+        period: spec.period,
+        tokensSeen: seen,
+        updatesFired: s?.updatesFired.get(spec.id) ?? 0,
+        tokensPending: spec.period > 0 ? seen - (s?.lastUpdateAt.get(spec.id) ?? 0) : 0,
+      };
+    });
+  }
+
+  /** The carried state of stage i in the current context (read-only view; null if none). */
+  memoryState(i: number): MemoryState | null {
+    return this.session?.states[i] ?? null;
+  }
+
+  /** Ends the current context: the next call starts from the meta-learned initial memories. */
+  resetMemory(): void {
+    if (this.session) disposeStates(this.session.states);
+    this.session = null;
+  }
+
+  /** Disposes the context and pending outer gradients. */
+  dispose(): void {
+    this.resetMemory();
+    tf.dispose([...this.pendingOuter.values()]);
+    this.pendingOuter.clear();
+    this.pendingPieces = 0;
+  }
+
+  /**
+   * One piece of training: in-context updates as in memorize(), plus outer gradients; steps the outer
+   * optimizer every `accumulationSteps` pieces. By default each call is a new context.
+   */
+  train(inputs: tf.Tensor, targets: tf.Tensor, opts: RunOptions = {}): RunResult {
+    if (!this.options.optimizer) fail('NestedTrainer.options.optimizer', 'is required by train()');
+    return this.run(inputs, targets, 'train', opts.newContext ?? true, opts.collect ?? false);
+  }
+
+  /**
+   * Test-time learning: the same in-context updates on new data, no outer step. Continues the current
+   * context unless `newContext` (default false); the memory persists until resetMemory().
+   */
+  memorize(inputs: tf.Tensor, targets: tf.Tensor, opts: RunOptions = {}): RunResult {
+    return this.run(inputs, targets, 'memorize', opts.newContext ?? false, opts.collect ?? false);
+  }
+
+  /** Outputs for `inputs` from the current memory (fresh if no context), without changing it. */
+  predict(inputs: tf.Tensor): tf.Tensor {
+    this.model.build(inputs);
+    return tf.tidy(() => {
+      const b = inputs.shape[0];
+      const s = this.session;
+      if (s && s.batchSize !== b) fail('NestedTrainer.predict: inputs', `batch size ${b} differs from the open context's ${s.batchSize}`);
+      const states = s ? s.states : this.model.initialStates(b);
+      return this.model.forward(inputs, states).y;
+    });
+  }
+
+  /**
+   * Everything needed to resume exactly (see checkpoint.ts): tensors by stable key plus JSON meta.
+   * Model weights and pending outer gradients are keyed by position ('s<stage>/w<index>'), so a freshly
+   * constructed model of the same architecture (other variable names) can load them. Returned tensors
+   * are the live ones (do not dispose) except `owned` (dispose after writing).
+   */
+  async exportCheckpoint(): Promise<{ meta: TrainerCheckpointMeta; tensors: Array<{ key: string; tensor: tf.Tensor }>; owned: tf.Tensor[] }> {
+    const tensors: Array<{ key: string; tensor: tf.Tensor }> = [];
+    const posOf = this.positionKeys();
+    this.model.stages.forEach((st, i) => st.layer.weights.forEach((lv, j) => tensors.push({ key: `var/s${i}/w${j}`, tensor: lv.read() })));
+    const optWeights = this.options.optimizer ? await this.options.optimizer.getWeights() : [];
+    optWeights.forEach((w, i) => tensors.push({ key: `opt/${i}`, tensor: w.tensor }));
+    const pendingOrder: string[] = [];
+    for (const [name, g] of this.pendingOuter) {
+      const pos = posOf.get(name);
+      if (!pos) throw new Error(`NestedTrainer.exportCheckpoint: pending gradient for unknown variable '${name}'`);
+      pendingOrder.push(pos);
+      tensors.push({ key: `outer/${pos}`, tensor: g });
+    }
+    const s = this.session;
+    if (s) s.states.forEach((st, i) => Object.entries(st ?? {}).forEach(([k, v]) => tensors.push({ key: `state/${i}/${k}`, tensor: v })));
+    const meta: TrainerCheckpointMeta = {
+      gradientMode: this.options.gradientMode,
+      partialChunk: this.options.partialChunk,
+      accumulationSteps: this.options.accumulationSteps,
+      outerSteps: this.outerStepCount,
+      pendingPieces: this.pendingPieces,
+      pendingOrder,
+      optimizerWeights: optWeights.map((w) => w.name),
+      session: s
+        ? {
+            batchSize: s.batchSize,
+            tokensSeen: s.tokensSeen,
+            levelIds: this.levelRefs.map((r) => r.spec.id),
+            updatesFired: this.levelRefs.map((r) => s.updatesFired.get(r.spec.id)!),
+            lastUpdateAt: this.levelRefs.map((r) => s.lastUpdateAt.get(r.spec.id)!),
+            stateKeys: s.states.map((st) => (st ? Object.keys(st) : null)),
+          }
+        : null,
+    };
+    // getWeights() returns the optimizer's live slot variables plus a new iterations scalar: own only the latter
+    return { meta, tensors, owned: optWeights.map((w) => w.tensor).filter((t) => !(t instanceof tf.Variable)) };
+  }
+
+  /** Restores what exportCheckpoint() produced (tensors by key are copied; the caller disposes them). */
+  async importCheckpoint(meta: TrainerCheckpointMeta, tensors: ReadonlyMap<string, tf.Tensor>): Promise<void> {
+    const where = 'NestedTrainer.importCheckpoint';
+    const get = (k: string): tf.Tensor => {
+      const t = tensors.get(k);
+      if (!t) throw new Error(`${where}: checkpoint has no tensor '${k}'`);
+      return t;
+    };
+    if (meta.gradientMode !== this.options.gradientMode) throw new Error(`${where}: checkpoint gradientMode '${meta.gradientMode}' differs from options.gradientMode '${this.options.gradientMode}'`);
+    // validate every shape before writing anything (nothing half-restored on a mismatch)
+    this.model.stages.forEach((st, i) =>
+      st.layer.weights.forEach((lv, j) => {
+        const t = get(`var/s${i}/w${j}`);
+        if (t.shape.join() !== lv.shape.join()) throw new Error(`${where}: var/s${i}/w${j} (${lv.name}) has shape [${t.shape}], model expects [${lv.shape}]`);
+      }),
+    );
+    this.model.stages.forEach((st, i) => st.layer.weights.forEach((lv, j) => lv.write(get(`var/s${i}/w${j}`)))); // write copies by reference count
+    if (meta.optimizerWeights.length > 0) {
+      if (!this.options.optimizer) throw new Error(`${where}: checkpoint has optimizer state but options.optimizer is not set`);
+      await this.options.optimizer.setWeights(meta.optimizerWeights.map((name, i) => ({ name, tensor: get(`opt/${i}`) }))); // the optimizer makes its own variables
+    }
+    const nameOf = new Map([...this.positionKeys()].map(([name, pos]) => [pos, name]));
+    tf.dispose([...this.pendingOuter.values()]);
+    this.pendingOuter = new Map(meta.pendingOrder.map((pos) => [nameOf.get(pos)!, get(`outer/${pos}`).clone()]));
+    this.pendingPieces = meta.pendingPieces;
+    this.outerStepCount = meta.outerSteps;
+    this.resetMemory();
+    const ms = meta.session;
+    if (ms) {
+      this.ensureLevels();
+      if (ms.updatesFired.length !== this.levelRefs.length) {
+        throw new Error(`${where}: checkpoint has ${ms.updatesFired.length} level clocks (${ms.levelIds.join(', ')}), the model has ${this.levelRefs.length}`);
+      }
+      this.session = {
+        batchSize: ms.batchSize,
+        tokensSeen: ms.tokensSeen,
+        updatesFired: new Map(this.levelRefs.map((r, i) => [r.spec.id, ms.updatesFired[i]])),
+        lastUpdateAt: new Map(this.levelRefs.map((r, i) => [r.spec.id, ms.lastUpdateAt[i]])),
+        states: ms.stateKeys.map((keys, i) => (keys ? Object.fromEntries(keys.map((k) => [k, get(`state/${i}/${k}`).clone()])) : null)),
+      };
+    }
+  }
+
+  /** tf.Variable name -> 's<stage>/w<index>'. */
+  private positionKeys(): Map<string, string> {
+    const m = new Map<string, string>();
+    this.model.stages.forEach((st, i) => st.layer.weights.forEach((lv, j) => m.set((lv.read() as tf.Variable).name, `s${i}/w${j}`)));
+    return m;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+
+  private ensureLevels(): void {
+    if (this.scheduler) return;
+    const refs: LevelRef[] = [];
+    this.model.stages.forEach((st, i) => {
+      const learner = this.model.learner(i);
+      if (!learner) return;
+      for (const lv of learner.contextLevels()) {
+        const spec: LevelSpec = {
+          id: `${st.layer.name}/${lv.id}`,
+          period: lv.period,
+          variables: [...lv.variables],
+          learningRate: lv.learningRate,
+          ...(lv.transform ? { transform: lv.transform } : {}),
+        };
+        refs.push({ spec, stage: i, localId: lv.id });
+      }
+    });
+    this.scheduler = createPeriodicScheduler(refs.map((r) => r.spec)); // validates ids, periods, ownership
+    this.levelRefs = refs;
+  }
+
+  private openSession(batchSize: number): Session {
+    this.resetMemory();
+    const levels = this.levelRefs.map((r) => r.spec.id);
+    this.session = {
+      batchSize,
+      states: this.model.initialStates(batchSize).map((s) => s),
+      tokensSeen: 0,
+      updatesFired: new Map(levels.map((id) => [id, 0])),
+      lastUpdateAt: new Map(levels.map((id) => [id, 0])),
+    };
+    return this.session;
+  }
+
+  /** Segment end points (context token counts) for the piece [start, end). */
+  private cuts(start: number, end: number): number[] {
+    const marks = new Set<number>([end]);
+    for (const b of this.scheduler!.boundaries(start, end)) marks.add(b.token);
+    const seg = this.options.segmentLength ?? this.scheduler!.fastestPeriod();
+    if (seg > 0) for (let t = (Math.floor(start / seg) + 1) * seg; t < end; t += seg) marks.add(t);
+    return [...marks].sort((a, b) => a - b);
+  }
+
+  /** Applies the updates of `ids` (level ids) to the session states, advancing their clocks. */
+  private fire(s: Session, ids: string[], fired: Record<string, number>): void {
+    const byStage = new Map<number, Array<{ id: string; step: number }>>();
+    for (const id of ids) {
+      const ref = this.levelRefs.find((r) => r.spec.id === id)!;
+      const step = s.updatesFired.get(id)! + 1;
+      s.updatesFired.set(id, step);
+      s.lastUpdateAt.set(id, s.tokensSeen);
+      fired[id] = (fired[id] ?? 0) + 1;
+      if (!byStage.has(ref.stage)) byStage.set(ref.stage, []);
+      byStage.get(ref.stage)!.push({ id: ref.localId, step });
+    }
+    for (const [stage, lv] of byStage) {
+      const old = s.states[stage]!;
+      s.states[stage] = (this.model.learner(stage) as InContextLearner).applyContextUpdates(old, lv);
+      disposeState(old);
+    }
+  }
+
+  private run(inputs: tf.Tensor, targets: tf.Tensor, kind: 'train' | 'memorize', newContext: boolean, collect: boolean): RunResult {
+    const where = `NestedTrainer.${kind}`;
+    if (!(inputs instanceof tf.Tensor) || inputs.rank < 2) fail(`${where}: inputs`, 'must be a tensor [B, T, ...]');
+    if (!(targets instanceof tf.Tensor) || targets.shape[0] !== inputs.shape[0] || targets.shape[1] !== inputs.shape[1]) {
+      fail(`${where}: targets`, `must be a tensor [B, T, ...] with B, T of inputs [${inputs.shape}], got [${(targets as tf.Tensor)?.shape}]`);
+    }
+    const t0 = Date.now();
+    this.model.build(inputs);
+    this.ensureLevels();
+    const [b, t] = inputs.shape as number[];
+    let s = this.session;
+    if (newContext || !s) s = this.openSession(b);
+    else if (s.batchSize !== b) fail(`${where}: inputs`, `batch size ${b} differs from the open context's ${s.batchSize} (pass newContext: true)`);
+
+    const train = kind === 'train';
+    const outerVars = train ? this.model.trainableVariables() : [];
+    const outerScale = 1 / (b * t); // outer gradient of the mean per-token loss of the piece
+    const metaLearn = train && this.options.gradientMode === 'full';
+    const start = s.tokensSeen;
+    const end = start + t;
+    const fired: Record<string, number> = {};
+    let lossSum: tf.Tensor = tf.scalar(0);
+    const outs: tf.Tensor[] = [];
+    const tokLosses: tf.Tensor[] = [];
+    let a = start;
+    for (const cut of this.cuts(start, end)) {
+      const x = inputs.slice([0, a - start], [-1, cut - a]); // [B, Tseg, ...]
+      const y = targets.slice([0, a - start], [-1, cut - a]);
+      // Gradient targets: fast copies of every in-context level (Eq. 71).
+      const fast: Array<{ stage: number; key: string; variable: tf.Variable }> = [];
+      this.model.stages.forEach((_, i) => {
+        const l = this.model.learner(i);
+        if (l) for (const g of l.contextGradientTargets()) fast.push({ stage: i, key: g.stateKey, variable: g.variable });
+      });
+      const fastTensors = fast.map((f) => s!.states[f.stage]![f.key]);
+      const xs = [...outerVars, ...fastTensors];
+      let newStates: StageStates = [];
+      let segLoss: tf.Tensor;
+      const f = (): tf.Scalar => {
+        const r = this.model.forward(x, s!.states);
+        newStates = r.states;
+        for (const st of newStates) if (st) for (const v of Object.values(st)) tf.keep(v);
+        const l = this.options.loss(r.y, y); // [B, Tseg]
+        if (collect) {
+          outs.push(tf.keep(r.y));
+          tokLosses.push(tf.keep(l));
+        }
+        return l.sum() as tf.Scalar;
+      };
+      let grads: Array<tf.Tensor | undefined> = [];
+      if (xs.length > 0) {
+        const r = tf.engine().gradients(f, xs, undefined, true);
+        segLoss = r.value;
+        grads = r.grads;
+      } else {
+        segLoss = tf.tidy(f);
+      }
+      tf.dispose([x, y]);
+      const newLoss = lossSum.add(segLoss);
+      tf.dispose([lossSum, segLoss]);
+      lossSum = newLoss;
+      // Outer gradients (mean loss), plus first-order meta-gradients of the in-context levels.
+      if (train) {
+        tf.tidy(() => {
+          const add = (name: string, g: tf.Tensor): void => {
+            const prev = this.pendingOuter.get(name);
+            this.pendingOuter.set(name, tf.keep(prev ? prev.add(g) : g.clone()));
+            if (prev) prev.dispose();
+          };
+          outerVars.forEach((v, i) => {
+            if (grads[i]) add(v.name, grads[i]!.mul(outerScale));
+          });
+          if (metaLearn) {
+            fast.forEach((fi, j) => {
+              const g = grads[outerVars.length + j];
+              if (g) add(fi.variable.name, g.sum(0).mul(outerScale)); // batch sum: every sequence's copy derives from W_0
+            });
+          }
+        });
+      }
+      // Fast-weight gradients -> pending accumulators (per sequence, sum over the segment's tokens).
+      const byStage = new Map<number, Record<string, tf.Tensor>>();
+      fast.forEach((fi, j) => {
+        const g = grads[outerVars.length + j];
+        if (!g) return;
+        if (!byStage.has(fi.stage)) byStage.set(fi.stage, {});
+        byStage.get(fi.stage)![fi.key] = g;
+      });
+      for (const [stage, g] of byStage) {
+        const st = newStates[stage]!;
+        newStates[stage] = (this.model.learner(stage) as InContextLearner).accumulateContextGradients(st, g);
+        disposeState(st);
+      }
+      tf.dispose(grads.filter((g): g is tf.Tensor => !!g));
+      disposeStates(s.states);
+      s.states = newStates;
+      s.tokensSeen = cut;
+      const ids = this.scheduler!.plan(cut);
+      const segFired = [...ids];
+      this.fire(s, ids, fired);
+      if (cut === end && this.options.partialChunk === 'flush') {
+        const pending = this.levelRefs
+          .filter((r) => r.spec.period > 0 && s!.tokensSeen - s!.lastUpdateAt.get(r.spec.id)! > 0)
+          .map((r) => r.spec.id);
+        this.fire(s, pending, fired);
+        segFired.push(...pending);
+      }
+      this.options.onSegment?.({ start: a, end: cut, fired: segFired });
+      a = cut;
+    }
+    let outerStep = false;
+    if (train) {
+      this.pendingPieces++;
+      if (this.pendingPieces >= this.options.accumulationSteps) {
+        this.stepOuter();
+        outerStep = true;
+      }
+    }
+    const loss = lossSum.dataSync()[0] * outerScale; // one sync per call (logging boundary)
+    lossSum.dispose();
+    const result: RunResult = { loss, outerStep };
+    if (collect) {
+      result.outputs = tf.concat(outs, 1);
+      result.tokenLosses = tf.concat(tokLosses, 1);
+      tf.dispose([...outs, ...tokLosses]);
+    }
+    if (this.options.onProgress) {
+      const secs = Math.max(1e-3, (Date.now() - t0) / 1000);
+      this.options.onProgress({ kind, outerSteps: this.outerStepCount, tokens: b * t, tokensPerSecond: (b * t) / secs, loss, levelUpdatesFired: fired, outerStep });
+    }
+    return result;
+  }
+
+  /** Averages the pending outer gradients, clips them, and steps the outer optimizer. */
+  private stepOuter(): void {
+    const k = this.pendingPieces;
+    const names = [...this.pendingOuter.keys()];
+    tf.tidy(() => {
+      let gs = names.map((n) => this.pendingOuter.get(n)!.div(k));
+      if (this.options.clipNorm !== undefined) {
+        const norm = tf.sqrt(tf.addN(gs.map((g) => g.square().sum()))); // global norm
+        const factor = tf.minimum(1, tf.div(this.options.clipNorm, norm.add(1e-12)));
+        gs = gs.map((g) => g.mul(factor));
+      }
+      const named: tf.NamedTensorMap = {};
+      names.forEach((n, i) => (named[n] = gs[i]));
+      this.options.optimizer!.applyGradients(named);
+    });
+    tf.dispose([...this.pendingOuter.values()]);
+    this.pendingOuter.clear();
+    this.pendingPieces = 0;
+    this.outerStepCount++;
+  }
+}
