@@ -9,3 +9,4 @@ export * as associativeMemory from './plugins/associative-memory';
 export * as linearAttention from './plugins/linear-attention';
 export * as cms from './plugins/cms';
 export * as scheduler from './plugins/scheduler';
+export * as optimizers from './plugins/optimizers';

@@ -15,6 +15,20 @@ describe('registry/builtin', () => {
     expect(rt.optimizers().get('NlTransformOptimizer')).to.equal('core');
   });
 
+  it('plugin transforms are available by name (optimizers plugin) and usable as a tf.Optimizer', () => {
+    const rt = createDefaultRuntime();
+    const opt = rt.createOptimizer('NlTransformOptimizer', { transform: 'adamw', config: { learningRate: 0.1 } });
+    const w = tf.variable(tf.tensor([1, -2]));
+    opt.minimize(() => w.square().sum() as tf.Scalar);
+    // AdamW's first step moves each weight by ~lr against the gradient's sign.
+    const v = Array.from(w.dataSync());
+    expect(v[0]).to.be.closeTo(0.9, 1e-3);
+    expect(v[1]).to.be.closeTo(-1.9, 1e-3);
+    expect(rt.transform('m3', { learningRate: 0.01 }).name).to.match(/m3/);
+    tf.dispose([w]);
+    opt.dispose();
+  });
+
   it('the scheduler plugin offers a NestedTrainer factory through the container', () => {
     const rt = createDefaultRuntime();
     const factory = rt.get(SCHEDULER_TOKENS.NestedTrainerFactory);

@@ -7,10 +7,11 @@ import { associativeMemoryPlugin } from '../plugins/associative-memory/plugin';
 import { linearAttentionPlugin } from '../plugins/linear-attention/plugin';
 import { cmsPlugin } from '../plugins/cms/plugin';
 import { schedulerPlugin } from '../plugins/scheduler/plugin';
+import { optimizersPlugin } from '../plugins/optimizers/plugin';
 import { createRuntime, addClassHints, type Runtime, type RuntimeOptions } from './runtime';
 
 export function builtinPlugins(): PluginManifest[] {
-  return [associativeMemoryPlugin, linearAttentionPlugin, cmsPlugin, schedulerPlugin];
+  return [associativeMemoryPlugin, linearAttentionPlugin, cmsPlugin, schedulerPlugin, optimizersPlugin];
 }
 
 function hints(): Map<string, string> {

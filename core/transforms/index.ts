@@ -5,3 +5,4 @@ export * from './momentum';
 export * from './combinators';
 export * from './registry';
 export * from './optimizer';
+export * from './validate';

@@ -1,0 +1,192 @@
+/**
+ * Deep Momentum Gradient Descent, DMGD (Eq. 50): the momentum is an MLP memory m(.) with its own
+ * parameters, trained online by GD on an internal loss; the parameter update reads it:
+ *   m_{i+1} = alpha m_i - eta_m grad L2(m_i; u_i)      (memory write, u_i = dL/dW_i)
+ *   W_{i+1} = W_i + lr * m_{i+1}(u_i)                 (read; lr = 1 is Eq. 50 as printed)
+ *
+ * The memory (Decisions, documented in README.md):
+ * - Factorised + shared: m acts on the ROWS of a parameter's matrix view [prod(shape[:-1]), b] and
+ *   one memory is shared by every parameter whose last axis is b. Its state is 2 b h + b + 1 floats,
+ *   so the optimizer's state is a small fraction of the model (not d^2 per parameter).
+ * - Form: m(u) = u * c + act(u W1) W2  (c [b] a diagonal skip, W1 [b, h], W2 [h, b]); rows are fed
+ *   scale-free, u^ = u / rms(u) per parameter, and the read is rescaled by rms(P u), so the memory
+ *   sees O(1) inputs whatever the gradient scale.
+ * - Internal loss: a core InnerLoss on (m(u^), target), mean over rows:
+ *     'dot' (paper):  L = -<m(u^), -u^> = <m(u^), u^>   (the memory learns to point against u)
+ *     'l2':           L = 1/2 ||m(u^) + P u / rms(P u)||^2 (regress the preconditioned descent direction)
+ *   Gradients are analytic (backprop through the 2-layer MLP by hand; no nested tf.grad).
+ * - The forget gate alpha (memoryDecay) multiplies the memory's output side (c, W2); W1 (its
+ *   features) is trained without decay, else it would vanish geometrically.
+ * - W1 starts N(0, 1/b) from a fixed seed (per width), c and W2 at 0: the first read is 0 only
+ *   before the first write; the write happens first, so step 1 already moves W.
+ * The latest inner loss (before the write) is kept in state as '::mem<b>/loss' for monitoring.
+ * State: global '::mem<b>/w1' [b, h], '::mem<b>/w2' [h, b], '::mem<b>/c' [b], '::mem<b>/loss' [];
+ * per-parameter preconditioner slots for 'l2' with a preconditioner.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { getInnerLoss, type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
+import { checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
+import { need, type PreconditionerKind, preconditionerApply, preconditionerInit, readPreconditioner, PRECONDITIONER_OPTIONS } from './util';
+
+export type DmgdInnerLoss = 'dot' | 'l2';
+export const DMGD_INNER_LOSSES: readonly DmgdInnerLoss[] = ['dot', 'l2'];
+export type DmgdActivation = 'tanh' | 'relu' | 'linear';
+export const DMGD_ACTIVATIONS: readonly DmgdActivation[] = ['tanh', 'relu', 'linear'];
+
+export interface DmgdConfig {
+  /** Read scale lr > 0 (W += lr * m(u)). Default 1 (Eq. 50). */
+  learningRate?: number;
+  /** Step eta_m of GD on the internal loss. Default 0.1. */
+  memoryLearningRate?: number;
+  /** Forget gate alpha of the memory's output side, in [0, 1]. Default 0.9 for 'dot', 1 for 'l2'. */
+  memoryDecay?: number;
+  /** Hidden width h of the memory MLP. Default 16. */
+  hidden?: number;
+  /** Default 'tanh'. */
+  activation?: DmgdActivation;
+  /** Default 'l2'. */
+  innerLoss?: DmgdInnerLoss;
+  /** Seed of W1's initialisation. Default 0. */
+  seed?: number;
+  /** 'l2' target's P (util.ts). Default 'none'. */
+  preconditioner?: PreconditionerKind;
+  beta2?: number;
+  epsilon?: number;
+  pLearningRate?: number;
+  pMax?: number;
+}
+
+const RMS_EPS = 1e-12;
+
+/** Width b of the rows a parameter is cut into (last axis; 1 for a scalar). */
+export function dmgdWidth(shape: readonly number[]): number {
+  return shape.length === 0 ? 1 : shape[shape.length - 1];
+}
+
+/** The memory's state keys for width b. */
+export function dmgdKeys(b: number): { w1: string; w2: string; c: string; loss: string } {
+  return { w1: stateKey('', `mem${b}/w1`), w2: stateKey('', `mem${b}/w2`), c: stateKey('', `mem${b}/c`), loss: stateKey('', `mem${b}/loss`) };
+}
+
+function act(z: tf.Tensor, kind: DmgdActivation): tf.Tensor {
+  return kind === 'tanh' ? tf.tanh(z) : kind === 'relu' ? tf.relu(z) : z;
+}
+
+/** d act / dz given z and a = act(z). */
+function actGrad(z: tf.Tensor, a: tf.Tensor, kind: DmgdActivation): tf.Tensor {
+  if (kind === 'tanh') return tf.sub(1, tf.square(a));
+  if (kind === 'relu') return tf.cast(tf.greater(z, 0), 'float32');
+  return tf.onesLike(z);
+}
+
+/** m(U) = U * c + act(U W1) W2. U: [R, b] -> [R, b] (also returns z, a for the backward pass). */
+export function dmgdForward(u: tf.Tensor2D, w1: tf.Tensor, w2: tf.Tensor, c: tf.Tensor, kind: DmgdActivation): { out: tf.Tensor2D; z: tf.Tensor; a: tf.Tensor } {
+  const z = tf.matMul(u, w1 as tf.Tensor2D); // [R, h]
+  const a = act(z, kind);
+  const out = tf.add(tf.mul(u, c), tf.matMul(a as tf.Tensor2D, w2 as tf.Tensor2D)) as tf.Tensor2D; // [R, b]
+  return { out, z, a };
+}
+
+export function dmgd(config: DmgdConfig = {}, path = 'dmgd'): GradientTransform {
+  const c0 = checkOptions(config, ['learningRate', 'memoryLearningRate', 'memoryDecay', 'hidden', 'activation', 'innerLoss', 'seed', ...PRECONDITIONER_OPTIONS], path);
+  const lr = numberField(c0, 'learningRate', path, { above: 0, default: 1 });
+  const etaM = numberField(c0, 'memoryLearningRate', path, { min: 0, default: 0.1 });
+  const lossName = oneOfField(c0, 'innerLoss', path, DMGD_INNER_LOSSES, 'l2');
+  const decay = numberField(c0, 'memoryDecay', path, { min: 0, max: 1, default: lossName === 'dot' ? 0.9 : 1 });
+  const hidden = numberField(c0, 'hidden', path, { integer: true, min: 1, default: 16 });
+  const activation = oneOfField(c0, 'activation', path, DMGD_ACTIVATIONS, 'tanh');
+  const seed = numberField(c0, 'seed', path, { integer: true, min: 0, default: 0 });
+  const pc = readPreconditioner(c0, path);
+  const loss = getInnerLoss(lossName, new Map(), `${path}.innerLoss`);
+  const who = 'dmgd';
+  return {
+    name: 'dmgd',
+    config: {
+      learningRate: lr, memoryLearningRate: etaM, memoryDecay: decay, hidden, activation, innerLoss: lossName, seed,
+      preconditioner: pc.kind, beta2: pc.beta2, epsilon: pc.epsilon, pLearningRate: pc.pLearningRate, pMax: pc.pMax,
+    },
+    init: (params) =>
+      tidyState(() => {
+        const s: NamedTensors = {};
+        for (const [n, p] of Object.entries(params)) {
+          if (lossName === 'l2') preconditionerInit(n, p, pc, s);
+          const b = dmgdWidth(p.shape);
+          const k = dmgdKeys(b);
+          if (s[k.w1]) continue;
+          s[k.w1] = tf.randomNormal([b, hidden], 0, 1 / Math.sqrt(b), 'float32', seed * 100003 + b); // [b, h]
+          s[k.w2] = tf.zeros([hidden, b]); // [h, b]
+          s[k.c] = tf.zeros([b]); // [b]
+          s[k.loss] = tf.scalar(0);
+        }
+        return s;
+      }),
+    update: (grads, state, _params, step) =>
+      tidyResult(() => {
+        const next: NamedTensors = {};
+        const updates: NamedTensors = {};
+        const groups = new Map<number, string[]>();
+        for (const [n, g] of Object.entries(grads)) {
+          const b = dmgdWidth(g.shape);
+          groups.set(b, [...(groups.get(b) ?? []), n]);
+        }
+        for (const [b, names] of groups) {
+          const k = dmgdKeys(b);
+          const uRows: tf.Tensor[] = [];
+          const tRows: tf.Tensor[] = [];
+          const scales: tf.Tensor[] = [];
+          const counts: number[] = [];
+          for (const n of names) {
+            const g = grads[n];
+            const uHat = tf.div(g, tf.add(tf.sqrt(tf.mean(tf.square(g))), RMS_EPS)); // scale-free input
+            uRows.push(tf.reshape(uHat, [-1, b]));
+            counts.push(g.size / b);
+            if (lossName === 'l2') {
+              const pg = preconditionerApply(n, g, state, step, pc, next, who); // P u, [...P]
+              const r = tf.add(tf.sqrt(tf.mean(tf.square(pg))), RMS_EPS);
+              tRows.push(tf.reshape(tf.neg(tf.div(pg, r)), [-1, b])); // target -P u / rms(P u)
+              scales.push(r);
+            } else {
+              tRows.push(tf.reshape(tf.neg(uHat), [-1, b])); // dot target -u^
+              scales.push(tf.add(tf.sqrt(tf.mean(tf.square(g))), RMS_EPS));
+            }
+          }
+          const u = (uRows.length === 1 ? uRows[0] : tf.concat(uRows, 0)) as tf.Tensor2D; // [R, b]
+          const t = tRows.length === 1 ? tRows[0] : tf.concat(tRows, 0); // [R, b]
+          const rows = u.shape[0];
+          const w1 = need(state, k.w1, who);
+          const w2 = need(state, k.w2, who);
+          const c = need(state, k.c, who);
+          // Write: one GD step on the internal loss (Eq. 50), analytic backprop through the MLP.
+          const f = dmgdForward(u, w1, w2, c, activation);
+          next[k.loss] = tf.mean(loss.value(f.out, t)); // [] inner loss before the write
+          const dOut = tf.div(loss.grad(f.out, t), rows); // dL/dout for L = mean over rows, [R, b]
+          const dc = tf.sum(tf.mul(u, dOut), 0); // [b]
+          const dW2 = tf.matMul(f.a as tf.Tensor2D, dOut as tf.Tensor2D, true, false); // [h, b]
+          const dz = tf.mul(tf.matMul(dOut as tf.Tensor2D, w2 as tf.Tensor2D, false, true), actGrad(f.z, f.a, activation)); // [R, h]
+          const dW1 = tf.matMul(u, dz as tf.Tensor2D, true, false); // [b, h]
+          const c1 = tf.sub(tf.mul(c, decay), tf.mul(dc, etaM));
+          const w21 = tf.sub(tf.mul(w2, decay), tf.mul(dW2, etaM));
+          const w11 = tf.sub(w1, tf.mul(dW1, etaM));
+          next[k.c] = c1;
+          next[k.w2] = w21;
+          next[k.w1] = w11;
+          // Read with the written memory: W += lr * rms * m(u^).
+          const out = dmgdForward(u, w11, w21, c1, activation).out; // [R, b]
+          const parts = names.length === 1 ? [out] : tf.split(out, counts, 0);
+          names.forEach((n, i) => {
+            updates[n] = tf.reshape(tf.mul(parts[i], tf.mul(scales[i], lr)), grads[n].shape);
+          });
+        }
+        // Memories (and preconditioner slots) not touched this step: carried over as copies.
+        for (const [key, v] of Object.entries(state)) if (!(key in next) && isOwnedBy(key, grads) === false) next[key] = v.clone();
+        return { updates, state: next };
+      }),
+  };
+}
+
+/** Whether a per-parameter key belongs to a parameter in `grads` (global keys: false). */
+function isOwnedBy(key: string, grads: NamedTensors): boolean {
+  const at = key.indexOf('::');
+  const param = key.slice(0, at);
+  return param !== '' && param in grads;
+}
