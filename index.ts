@@ -10,3 +10,4 @@ export * as linearAttention from './plugins/linear-attention';
 export * as cms from './plugins/cms';
 export * as scheduler from './plugins/scheduler';
 export * as optimizers from './plugins/optimizers';
+export * as selfModifyingTitans from './plugins/self-modifying-titans';

@@ -8,10 +8,11 @@ import { linearAttentionPlugin } from '../plugins/linear-attention/plugin';
 import { cmsPlugin } from '../plugins/cms/plugin';
 import { schedulerPlugin } from '../plugins/scheduler/plugin';
 import { optimizersPlugin } from '../plugins/optimizers/plugin';
+import { selfModifyingTitansPlugin } from '../plugins/self-modifying-titans/plugin';
 import { createRuntime, addClassHints, type Runtime, type RuntimeOptions } from './runtime';
 
 export function builtinPlugins(): PluginManifest[] {
-  return [associativeMemoryPlugin, linearAttentionPlugin, cmsPlugin, schedulerPlugin, optimizersPlugin];
+  return [associativeMemoryPlugin, linearAttentionPlugin, cmsPlugin, schedulerPlugin, optimizersPlugin, selfModifyingTitansPlugin];
 }
 
 function hints(): Map<string, string> {

@@ -1,0 +1,87 @@
+/**
+ * The residual 2-layer MLP memory of self-modifying Titans (paper Eq. 89) and its analytic inner
+ * gradients (Eqs. 85, 88), batched over N = (sequence, memory, head) triples.
+ *
+ *   M(x) = x + W1 act(W2 x),   W2 [dhid, dh] (input-facing), W1 [dh, dhid]
+ *
+ * Inner loss L(M(k); v^) through core InnerLoss with e = dL/dM(k). Per token the gradients are rank 1:
+ *   dL/dW1 = e h^T,  dL/dW2 = u k^T,  h = act(W2 k),  u = (W1^T e) o act'(W2 k).
+ * Written as ordinary tensor ops (no nested tf.grad: tfjs second derivatives are unreliable); a test
+ * checks them against autodiff.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { InnerLoss } from '../../../core/inner-loss';
+
+export type MemoryActivation = 'silu' | 'tanh';
+export const MEMORY_ACTIVATIONS: readonly MemoryActivation[] = ['silu', 'tanh'];
+
+/** act(z) */
+export function activate(act: MemoryActivation, z: tf.Tensor): tf.Tensor {
+  return act === 'silu' ? z.mul(tf.sigmoid(z)) : tf.tanh(z);
+}
+
+/** act'(z): silu' = s (1 + z (1 - s)) with s = sigmoid(z); tanh' = 1 - tanh^2. */
+export function activateGrad(act: MemoryActivation, z: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    if (act === 'tanh') return tf.scalar(1).sub(tf.tanh(z).square());
+    const s = tf.sigmoid(z);
+    return s.mul(z.mul(tf.scalar(1).sub(s)).add(1));
+  });
+}
+
+export interface MemoryRead {
+  out: tf.Tensor3D; // M(x), [N, L, dh]
+  z: tf.Tensor3D; // W2 x, [N, L, dhid]
+  h: tf.Tensor3D; // act(W2 x), [N, L, dhid]
+}
+
+/** Reads M(x) for x [N, L, dh] with W1 [N, dh, dhid], W2 [N, dhid, dh] (Eq. 89). */
+export function readMemory(act: MemoryActivation, w1: tf.Tensor3D, w2: tf.Tensor3D, x: tf.Tensor3D): MemoryRead {
+  return tf.tidy(() => {
+    const z = tf.matMul(x, w2, false, true) as tf.Tensor3D; // [N, L, dhid]
+    const h = activate(act, z) as tf.Tensor3D;
+    const out = x.add(tf.matMul(h, w1, false, true)) as tf.Tensor3D; // x + h W1^T, [N, L, dh]
+    return { out, z, h };
+  });
+}
+
+export interface InnerGradients {
+  /** dL/dM(k), scaled by the clip factor, [N, L, dh] (W1 gradient = e h^T). */
+  e: tf.Tensor3D;
+  /** (W1^T e) o act'(W2 k), scaled by the clip factor, [N, L, dhid] (W2 gradient = u k^T). */
+  u: tf.Tensor3D;
+  /** act(W2 k), [N, L, dhid]: the key of the W1 write. */
+  h: tf.Tensor3D;
+  /** Per-token inner loss value before the update, [N, L] (diagnostics). */
+  loss: tf.Tensor2D;
+}
+
+/**
+ * Per-token inner gradients of L(M(k_t); vhat_t) at the state (W1, W2) (the chunk-start state, Eq. 90).
+ * k, vhat [N, L, dh]. `clip` (> 0) caps the Frobenius norm of each token's full gradient
+ * (|dW1|^2 + |dW2|^2 = |e|^2 |h|^2 + |u|^2 |k|^2) by scaling e and u; null = no clipping.
+ * The target vhat is held fixed (it is the value of Eq. 85, not differentiated by the inner step).
+ */
+export function innerGradients(
+  act: MemoryActivation,
+  loss: InnerLoss,
+  w1: tf.Tensor3D,
+  w2: tf.Tensor3D,
+  k: tf.Tensor3D,
+  vhat: tf.Tensor3D,
+  clip: number | null,
+): InnerGradients {
+  return tf.tidy(() => {
+    const r = readMemory(act, w1, w2, k);
+    let e = loss.grad(r.out, vhat) as tf.Tensor3D; // [N, L, dh]
+    let u = tf.matMul(e, w1).mul(activateGrad(act, r.z)) as tf.Tensor3D; // (e W1) o act'(z), [N, L, dhid]
+    if (clip !== null) {
+      const sq = (a: tf.Tensor): tf.Tensor => a.square().sum(-1);
+      const norm = tf.sqrt(sq(e).mul(sq(r.h)).add(sq(u).mul(sq(k))).add(1e-12)); // [N, L]
+      const scale = tf.minimum(tf.scalar(1), tf.scalar(clip).div(norm)).expandDims(2); // [N, L, 1]
+      e = e.mul(scale) as tf.Tensor3D;
+      u = u.mul(scale) as tf.Tensor3D;
+    }
+    return { e, u, h: r.h, loss: loss.value(r.out, vhat) as tf.Tensor2D };
+  });
+}

@@ -1,0 +1,57 @@
+/** Tiny options and weights for the tests of this plugin. */
+import * as tf from '@tensorflow/tfjs';
+import { l2Loss } from '../../../core/inner-loss';
+import { memoryNames, type SmtOptions, type SmtWeights } from './forward';
+
+export const TEST_H = 2;
+export const TEST_DH = 3;
+export const TEST_D = TEST_H * TEST_DH;
+export const TEST_DHID = 4;
+
+export function testOptions(over: Partial<SmtOptions> = {}): SmtOptions {
+  return {
+    numHeads: TEST_H,
+    headDim: TEST_DH,
+    hiddenDim: TEST_DHID,
+    act: 'silu',
+    innerLoss: l2Loss,
+    momentum: 0.5,
+    dgd: true,
+    weightDecay: true,
+    staticK: false,
+    staticV: false,
+    adaptiveQ: false,
+    normalize: 'l2',
+    chunkSize: 4,
+    memChunkSize: 4,
+    etaMax: 0.15,
+    alphaMin: 0.5,
+    gradClip: 10,
+    impl: 'chunked',
+    gradientMode: 'full',
+    sentinel: false,
+    layerName: 'test',
+    ...over,
+  };
+}
+
+/** Random weights (scale large enough that memories matter; seeded). */
+export function testWeights(o: SmtOptions, seed = 1): SmtWeights {
+  const nm = memoryNames(o).length;
+  const h = o.numHeads;
+  const d = h * o.headDim;
+  const g = (shape: number[], s: number, std: number): tf.Tensor => tf.randomNormal(shape, 0, std, 'float32', seed * 100 + s);
+  const w: SmtWeights = {
+    w1Init: g([nm, h, o.headDim, o.hiddenDim], 1, 0.5),
+    w2Init: g([nm, h, o.hiddenDim, o.headDim], 2, 0.7),
+    memW1Init: g([h, o.headDim, o.hiddenDim], 3, 0.5),
+    memW2Init: g([h, o.hiddenDim, o.headDim], 4, 0.7),
+    etaBias: g([h], 5, 0.3),
+    outKernel: g([d, d], 6, 0.5),
+  };
+  if (o.weightDecay) w.alphaBias = g([h], 7, 0.3).add(3);
+  if (!o.adaptiveQ) w.qKernel = g([d, d], 8, 0.5);
+  if (o.staticK) w.kKernel = g([d, d], 9, 0.5);
+  if (o.staticV) w.vKernel = g([d, d], 10, 0.5);
+  return w;
+}
