@@ -11,3 +11,4 @@ export * as cms from './plugins/cms';
 export * as scheduler from './plugins/scheduler';
 export * as optimizers from './plugins/optimizers';
 export * as selfModifyingTitans from './plugins/self-modifying-titans';
+export * as titans from './plugins/titans';

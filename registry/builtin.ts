@@ -9,10 +9,11 @@ import { cmsPlugin } from '../plugins/cms/plugin';
 import { schedulerPlugin } from '../plugins/scheduler/plugin';
 import { optimizersPlugin } from '../plugins/optimizers/plugin';
 import { selfModifyingTitansPlugin } from '../plugins/self-modifying-titans/plugin';
+import { titansPlugin } from '../plugins/titans/plugin';
 import { createRuntime, addClassHints, type Runtime, type RuntimeOptions } from './runtime';
 
 export function builtinPlugins(): PluginManifest[] {
-  return [associativeMemoryPlugin, linearAttentionPlugin, cmsPlugin, schedulerPlugin, optimizersPlugin, selfModifyingTitansPlugin];
+  return [associativeMemoryPlugin, linearAttentionPlugin, cmsPlugin, schedulerPlugin, optimizersPlugin, titansPlugin, selfModifyingTitansPlugin];
 }
 
 function hints(): Map<string, string> {

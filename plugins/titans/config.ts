@@ -1,0 +1,195 @@
+/**
+ * Configuration of NlTitansMemory: args (one doc comment per field), defaults, and validation whose
+ * errors name the field ("NlTitansMemory.numHeads: ...").
+ */
+import * as tf from '@tensorflow/tfjs';
+import { getInnerLoss } from '../../core/inner-loss';
+import { validateGradientMode, type GradientMode } from '../../core/level';
+import { MEMORY_ACTIVATIONS, MEMORY_KINDS, type MemoryActivation, type MemoryKind } from './ops/memory';
+
+export type { MemoryActivation, MemoryKind } from './ops/memory';
+export type { GradientMode } from '../../core/level';
+
+/** 'chunked': chunk-parallel coefficient form (ops/chunked.ts); 'naive': token loop (ops/naive.ts). */
+export type TitansImpl = 'chunked' | 'naive';
+export const TITANS_IMPLS: readonly TitansImpl[] = ['chunked', 'naive'];
+/** Activation on the q/k/v projections (after the conv). */
+export type QkvActivation = 'silu' | 'none';
+export const QKV_ACTIVATIONS: readonly QkvActivation[] = ['silu', 'none'];
+/** Per-head normalisation of q and k. */
+export type TitansQkNorm = 'l2' | 'none';
+export const TITANS_QK_NORMS: readonly TitansQkNorm[] = ['l2', 'none'];
+/** NaN/Inf sentinel (syncs with the device): 'auto' = in step() (streaming) only, 'always', 'never'. */
+export type CheckFinite = 'auto' | 'always' | 'never';
+export const CHECK_FINITE_MODES: readonly CheckFinite[] = ['auto', 'always', 'never'];
+/** Initializer names accepted for the projection kernels. */
+export type TitansInitializerName = 'glorotUniform' | 'glorotNormal' | 'heNormal' | 'leCunNormal' | 'zeros';
+export const TITANS_INITIALIZERS: readonly TitansInitializerName[] = ['glorotUniform', 'glorotNormal', 'heNormal', 'leCunNormal', 'zeros'];
+
+type BaseLayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
+
+export interface TitansMemoryArgs extends BaseLayerArgs {
+  /** Model width D of the input and output [B, T, D]; inferred from the input when omitted. */
+  dModel?: number | null;
+  /** Heads H; each head of each sequence owns a memory of width d = dModel / H. Default 1. */
+  numHeads?: number;
+  /** 'mlp': M(x) = x + W1 act(W2 x) (default); 'linear': M(x) = W x. */
+  memory?: MemoryKind;
+  /** Hidden width of the 'mlp' memory as a multiple of d (dh = expansion d). Default 2. */
+  expansion?: number;
+  /** Hidden activation of the 'mlp' memory. Default 'silu'. */
+  activation?: MemoryActivation;
+  /** Inner objective l(M(k), v), a core InnerLoss name: 'l2' (default, Titans Eq. 12) or 'dot' (or 'cosine'). */
+  innerLoss?: string;
+  /** Tokens per chunk C: inner gradients of a chunk are taken at the chunk-start state (Titans Eqs. 16-18). Default 16. */
+  chunkSize?: number;
+  /** 'chunked' (default) or 'naive' (token loop reference, for tests and benchmarks). */
+  impl?: TitansImpl;
+  /** 'full' (default): outer gradients flow through memory writes; 'stop': writes are not differentiated. */
+  gradientMode?: GradientMode;
+  /** theta_t = thetaMax sigmoid(x W_theta + b) in (0, thetaMax). Default 0.1. */
+  thetaMax?: number;
+  /** Initial bias of the theta logits. Default 0 (theta = thetaMax / 2). */
+  thetaBiasInit?: number;
+  /** Initial bias of eta_t = sigmoid(x W_eta + b) in (0, 1). Default 2 (eta ~ 0.88). */
+  etaBiasInit?: number;
+  /** Initial bias of alpha_t = sigmoid(x W_alpha + b) in (0, 1). Default -4 (alpha ~ 0.018). */
+  alphaBiasInit?: number;
+  /** Per-token clip of the inner-gradient Frobenius norm (all memory matrices together); 0 = off. Default 1. */
+  innerGradClip?: number;
+  /** Activation on q, k, v after projection and conv. Default 'silu'. */
+  qkvActivation?: QkvActivation;
+  /** Normalisation of q and k per head. Default 'l2'. */
+  qkNorm?: TitansQkNorm;
+  /** Short causal depthwise conv (window 4, residual: x + conv(x)) on q, k, v. Default true. */
+  conv?: boolean;
+  /** RMS norm of each head's read with a learned scale. Default true. */
+  outputNorm?: boolean;
+  /** Output gate: read * sigmoid(x W_gate). Default true. */
+  outputGate?: boolean;
+  /** Output projection [H d, D] (off: the merged heads are the output, H d = D). Default true. */
+  outputProjection?: boolean;
+  /** NaN/Inf sentinel: 'auto' (default; in step() only, since it syncs), 'always' or 'never'. */
+  checkFinite?: CheckFinite;
+  /** Initializer of the projection kernels. Default 'glorotUniform'. */
+  kernelInitializer?: TitansInitializerName;
+  /** Std of the normal init of the meta-learned initial memory weights (times 1/sqrt(fan-in)). Default 1. */
+  memoryInitScale?: number;
+}
+
+export interface ResolvedTitansConfig {
+  dModel: number | null;
+  numHeads: number;
+  memory: MemoryKind;
+  expansion: number;
+  activation: MemoryActivation;
+  innerLoss: string;
+  chunkSize: number;
+  impl: TitansImpl;
+  gradientMode: GradientMode;
+  thetaMax: number;
+  thetaBiasInit: number;
+  etaBiasInit: number;
+  alphaBiasInit: number;
+  innerGradClip: number;
+  qkvActivation: QkvActivation;
+  qkNorm: TitansQkNorm;
+  conv: boolean;
+  outputNorm: boolean;
+  outputGate: boolean;
+  outputProjection: boolean;
+  checkFinite: CheckFinite;
+  kernelInitializer: TitansInitializerName;
+  memoryInitScale: number;
+}
+
+export const TITANS_DEFAULTS: Omit<ResolvedTitansConfig, 'dModel'> = {
+  numHeads: 1,
+  memory: 'mlp',
+  expansion: 2,
+  activation: 'silu',
+  innerLoss: 'l2',
+  chunkSize: 16,
+  impl: 'chunked',
+  gradientMode: 'full',
+  thetaMax: 0.1,
+  thetaBiasInit: 0,
+  etaBiasInit: 2,
+  alphaBiasInit: -4,
+  innerGradClip: 1,
+  qkvActivation: 'silu',
+  qkNorm: 'l2',
+  conv: true,
+  outputNorm: true,
+  outputGate: true,
+  outputProjection: true,
+  checkFinite: 'auto',
+  kernelInitializer: 'glorotUniform',
+  memoryInitScale: 1,
+};
+
+const WHERE = 'NlTitansMemory';
+function fail(field: string, msg: string): never {
+  throw new Error(`${WHERE}.${field}: ${msg}`);
+}
+function positiveInt(field: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(field, `must be a positive integer, got ${JSON.stringify(v)}`);
+  return v as number;
+}
+function oneOf<T extends string>(field: string, v: unknown, allowed: readonly T[]): T {
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
+    fail(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
+  }
+  return v as T;
+}
+function finite(field: string, v: unknown, min = -Infinity, strict = false): number {
+  const ok = typeof v === 'number' && Number.isFinite(v) && (strict ? v > min : v >= min);
+  if (!ok) fail(field, `must be a finite number ${strict ? '>' : '>='} ${min}, got ${JSON.stringify(v)}`);
+  return v as number;
+}
+function bool(field: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') fail(field, `must be a boolean, got ${JSON.stringify(v)}`);
+  return v as boolean;
+}
+
+/** Head width d = dModel / numHeads (numHeads must divide dModel). */
+export function headDimOf(dModel: number, numHeads: number): number {
+  if (dModel % numHeads !== 0) fail('numHeads', `must divide dModel=${dModel}, got ${numHeads}`);
+  return dModel / numHeads;
+}
+
+export function resolveTitansConfig(args: TitansMemoryArgs = {}): ResolvedTitansConfig {
+  if (typeof args !== 'object' || args === null) throw new Error(`${WHERE}: config must be an object`);
+  const d = TITANS_DEFAULTS;
+  const dModel = args.dModel == null ? null : positiveInt('dModel', args.dModel);
+  const numHeads = positiveInt('numHeads', args.numHeads ?? d.numHeads);
+  if (dModel !== null) headDimOf(dModel, numHeads);
+  const innerLoss = args.innerLoss ?? d.innerLoss;
+  if (typeof innerLoss !== 'string') fail('innerLoss', `must be a loss name, got ${JSON.stringify(innerLoss)}`);
+  getInnerLoss(innerLoss, new Map(), `${WHERE}.innerLoss`);
+  return {
+    dModel,
+    numHeads,
+    memory: oneOf('memory', args.memory ?? d.memory, MEMORY_KINDS),
+    expansion: positiveInt('expansion', args.expansion ?? d.expansion),
+    activation: oneOf('activation', args.activation ?? d.activation, MEMORY_ACTIVATIONS),
+    innerLoss,
+    chunkSize: positiveInt('chunkSize', args.chunkSize ?? d.chunkSize),
+    impl: oneOf('impl', args.impl ?? d.impl, TITANS_IMPLS),
+    gradientMode: validateGradientMode(args.gradientMode ?? d.gradientMode, `${WHERE}.gradientMode`),
+    thetaMax: finite('thetaMax', args.thetaMax ?? d.thetaMax, 0, true),
+    thetaBiasInit: finite('thetaBiasInit', args.thetaBiasInit ?? d.thetaBiasInit),
+    etaBiasInit: finite('etaBiasInit', args.etaBiasInit ?? d.etaBiasInit),
+    alphaBiasInit: finite('alphaBiasInit', args.alphaBiasInit ?? d.alphaBiasInit),
+    innerGradClip: finite('innerGradClip', args.innerGradClip ?? d.innerGradClip, 0),
+    qkvActivation: oneOf('qkvActivation', args.qkvActivation ?? d.qkvActivation, QKV_ACTIVATIONS),
+    qkNorm: oneOf('qkNorm', args.qkNorm ?? d.qkNorm, TITANS_QK_NORMS),
+    conv: bool('conv', args.conv ?? d.conv),
+    outputNorm: bool('outputNorm', args.outputNorm ?? d.outputNorm),
+    outputGate: bool('outputGate', args.outputGate ?? d.outputGate),
+    outputProjection: bool('outputProjection', args.outputProjection ?? d.outputProjection),
+    checkFinite: oneOf('checkFinite', args.checkFinite ?? d.checkFinite, CHECK_FINITE_MODES),
+    kernelInitializer: oneOf('kernelInitializer', args.kernelInitializer ?? d.kernelInitializer, TITANS_INITIALIZERS),
+    memoryInitScale: finite('memoryInitScale', args.memoryInitScale ?? d.memoryInitScale, 0),
+  };
+}

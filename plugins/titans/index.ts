@@ -1,0 +1,44 @@
+/** nested-learning/plugins/titans: public surface. */
+export { titansPlugin } from './plugin';
+export {
+  NlTitansMemory,
+  titansMemory,
+  titansForward,
+  titansInitialState,
+  assertTitansFinite,
+  TITANS_NORM_EPS,
+  type TitansOptions,
+  type TitansWeights,
+  type TitansWeightName,
+} from './layer';
+export {
+  TITANS_DEFAULTS,
+  TITANS_IMPLS,
+  CHECK_FINITE_MODES,
+  QKV_ACTIVATIONS,
+  TITANS_QK_NORMS,
+  resolveTitansConfig,
+  type CheckFinite,
+  type QkvActivation,
+  type ResolvedTitansConfig,
+  type TitansImpl,
+  type TitansMemoryArgs,
+  type TitansQkNorm,
+} from './config';
+export { checkTitansState, disposeTitansState, titansStateShapes, CONV_WINDOW, type TitansMemoryState } from './state';
+export { naiveTitans } from './ops/naive';
+export { chunkedTitans } from './ops/chunked';
+export {
+  activate,
+  activateGrad,
+  applyMemory,
+  clipFactor,
+  innerGradFactors,
+  MEMORY_ACTIVATIONS,
+  MEMORY_KEYS,
+  MEMORY_KINDS,
+  type MemoryActivation,
+  type MemoryKind,
+  type MemorySpec,
+} from './ops/memory';
+export type { TitansRecurrenceInputs, TitansRecurrenceOptions, TitansRecurrenceOutputs } from './ops/types';

@@ -1,0 +1,235 @@
+/**
+ * Titans memory recurrence: naive (token loop, explicit matrices) == chunked (coefficient form) on
+ * outputs, final state and gradients; analytic inner gradients == autodiff; a hand-computed 2-token
+ * case; 'stop' vs 'full' gradient semantics; no leaked tensors.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { assertClose, expectNoLeakedTensors } from '../../../core/testing';
+import { l2Loss, dotLoss, type InnerLoss } from '../../../core/inner-loss';
+import { chunkedTitans } from './chunked';
+import { naiveTitans } from './naive';
+import { activate, applyMemory, innerGradFactors, memoryMatrixShapes, type MemoryKind, type MemorySpec } from './memory';
+import type { TitansRecurrenceInputs, TitansRecurrenceOptions, TitansRecurrenceOutputs } from './types';
+
+const N = 2; // batch x heads
+const DIM = 4;
+const HID = 6;
+
+function makeInputs(kind: MemoryKind, t: number, seed: number): TitansRecurrenceInputs {
+  const r = (shape: number[], s: number, mean = 0, std = 1): tf.Tensor => tf.randomNormal(shape, mean, std, 'float32', seed * 97 + s);
+  const unit = (x: tf.Tensor): tf.Tensor3D => x.div(x.norm('euclidean', -1, true)) as tf.Tensor3D;
+  return {
+    q: unit(r([N, t, DIM], 1)),
+    k: unit(r([N, t, DIM], 2)),
+    v: r([N, t, DIM], 3) as tf.Tensor3D,
+    theta: tf.sigmoid(r([N, t], 4)).mul(0.5) as tf.Tensor2D, // (0, 0.5)
+    logEta: tf.sigmoid(r([N, t], 5, 1)).log() as tf.Tensor2D, // eta ~ 0.73
+    logKeep: tf.sigmoid(r([N, t], 6, 2)).log() as tf.Tensor2D, // 1 - alpha ~ 0.88
+    weights: memoryMatrixShapes(kind, DIM, HID).map((s, i) => r([N, ...s], 10 + i, 0, 0.5) as tf.Tensor3D),
+    momenta: memoryMatrixShapes(kind, DIM, HID).map((s, i) => r([N, ...s], 20 + i, 0, 0.1) as tf.Tensor3D),
+  };
+}
+
+function opts(kind: MemoryKind, chunkSize: number, extra: Partial<TitansRecurrenceOptions> = {}): TitansRecurrenceOptions {
+  return { kind, activation: 'silu', loss: l2Loss, chunkSize, innerGradClip: 1.0, gradientMode: 'full', ...extra };
+}
+
+function disposeInputs(inp: TitansRecurrenceInputs): void {
+  tf.dispose([inp.q, inp.k, inp.v, inp.theta, inp.logEta, inp.logKeep, ...inp.weights, ...inp.momenta]);
+}
+function disposeOut(o: TitansRecurrenceOutputs): void {
+  tf.dispose([o.y, ...o.weights, ...o.momenta]);
+}
+
+/** |actual - expected| <= tol (|expected| + max|expected|) elementwise (float32 over long products). */
+function closeScaled(actual: tf.Tensor, expected: tf.Tensor, name: string, tol = 2e-4): void {
+  const scale = tf.tidy(() => expected.abs().max().dataSync()[0]);
+  assertClose(actual, expected, { rtol: tol, atol: tol * Math.max(scale, 1e-6), name });
+}
+
+describe('titans ops: memory and analytic inner gradients', () => {
+  for (const kind of ['linear', 'mlp'] as MemoryKind[]) {
+    for (const [lossName, loss] of [['l2', l2Loss], ['dot', dotLoss]] as Array<[string, InnerLoss]>) {
+      for (const activation of kind === 'mlp' ? (['silu', 'tanh'] as const) : (['silu'] as const)) {
+        it(`${kind}/${lossName}/${activation}: factors u a^T equal tf.grad of the inner loss`, () => {
+          const inp = makeInputs(kind, 5, 3);
+          const spec: MemorySpec = { kind, activation, loss };
+          const { factors, sqNorm } = innerGradFactors(spec, inp.weights, inp.k, inp.v);
+          // autodiff, one token at a time: d/dW sum_n l(M_n(k_t), v_t)
+          for (let tok = 0; tok < 5; tok++) {
+            const kt = inp.k.slice([0, tok, 0], [N, 1, DIM]) as tf.Tensor3D;
+            const vt = inp.v.slice([0, tok, 0], [N, 1, DIM]) as tf.Tensor3D;
+            const auto = tf.grads((...ws: tf.Tensor[]) => loss.value(applyMemory(spec, ws as tf.Tensor3D[], kt), vt).sum() as tf.Scalar)(inp.weights);
+            let sq = tf.zeros([N]);
+            factors.forEach((f, j) => {
+              const u = f.u.slice([0, tok, 0], [N, 1, -1]);
+              const a = f.a.slice([0, tok, 0], [N, 1, -1]);
+              const g = tf.matMul(u, a, true, false); // [N, out, in]
+              assertClose(g, auto[j], { rtol: 1e-4, atol: 1e-6, name: `factor ${j} token ${tok}` });
+              sq = sq.add(auto[j].square().sum([1, 2]));
+            });
+            assertClose(sqNorm.slice([0, tok], [N, 1]).reshape([N]), sq, { rtol: 1e-4, atol: 1e-6, name: 'squared norm' });
+          }
+          disposeInputs(inp);
+        });
+      }
+    }
+  }
+  it('relu/tanh/silu activations are what they say', () => {
+    const z = tf.tensor1d([-1, 0.5]);
+    assertClose(activate('relu', z), [0, 0.5]);
+    assertClose(activate('tanh', z), [Math.tanh(-1), Math.tanh(0.5)]);
+    assertClose(activate('silu', z), [-1 / (1 + Math.E), 0.5 / (1 + Math.exp(-0.5))]);
+  });
+});
+
+describe('titans ops: hand-computed 2-token update (linear memory, l2 loss)', () => {
+  // W0 = 0.5 I, S0 = 0, k1 = [1,0], v1 = [1,1], k2 = [0,1], v2 = [0,2], q1 = [1,1], q2 = [1,-1],
+  // theta = 0.5, eta = 0.5, 1 - alpha = 0.9, no clip.
+  // t=1: e1 = W0 k1 - v1 = [-0.5,-1], g1 = e1 k1^T = [[-0.5,0],[-1,0]], S1 = -0.5 g1 = [[0.25,0],[0.5,0]],
+  //      W1 = 0.9 W0 + S1 = [[0.7,0],[0.5,0.45]], y1 = W1 q1 = [0.7, 0.95].
+  // C=1, t=2 (gradient at W1): e2 = W1 k2 - v2 = [0,-1.55], g2 = [[0,0],[0,-1.55]],
+  //      S2 = 0.5 S1 - 0.5 g2 = [[0.125,0],[0.25,0.775]], W2 = 0.9 W1 + S2 = [[0.755,0],[0.7,1.18]], y2 = [0.755,-0.48].
+  // C=2, t=2 (gradient at W0): e2 = [0,-1.5], S2 = [[0.125,0],[0.25,0.75]], W2 = [[0.755,0],[0.7,1.155]], y2 = [0.755,-0.455].
+  const inputs = (): TitansRecurrenceInputs => ({
+    q: tf.tensor3d([[[1, 1], [1, -1]]]),
+    k: tf.tensor3d([[[1, 0], [0, 1]]]),
+    v: tf.tensor3d([[[1, 1], [0, 2]]]),
+    theta: tf.tensor2d([[0.5, 0.5]]),
+    logEta: tf.tensor2d([[Math.log(0.5), Math.log(0.5)]]),
+    logKeep: tf.tensor2d([[Math.log(0.9), Math.log(0.9)]]),
+    weights: [tf.tensor3d([[[0.5, 0], [0, 0.5]]])],
+    momenta: [tf.zeros([1, 2, 2]) as tf.Tensor3D],
+  });
+  const cases = [
+    { c: 1, y: [[0.7, 0.95], [0.755, -0.48]], w: [[0.755, 0], [0.7, 1.18]], s: [[0.125, 0], [0.25, 0.775]] },
+    { c: 2, y: [[0.7, 0.95], [0.755, -0.455]], w: [[0.755, 0], [0.7, 1.155]], s: [[0.125, 0], [0.25, 0.75]] },
+  ];
+  for (const cs of cases) {
+    for (const [name, fn] of [['naive', naiveTitans], ['chunked', chunkedTitans]] as const) {
+      it(`${name}, C=${cs.c}: outputs and final W, S match the hand computation`, () => {
+        const inp = inputs();
+        const o = fn(inp, opts('linear', cs.c, { innerGradClip: 0 }));
+        assertClose(o.y, [cs.y], { rtol: 1e-5, atol: 1e-6, name: 'y' });
+        assertClose(o.weights[0], [cs.w], { rtol: 1e-5, atol: 1e-6, name: 'W' });
+        assertClose(o.momenta[0], [cs.s], { rtol: 1e-5, atol: 1e-6, name: 'S' });
+        disposeInputs(inp);
+        disposeOut(o);
+      });
+    }
+  }
+  it('the per-token clip scales the step by clip / |g|', () => {
+    // clip 0.5: |g1| = sqrt(1.25), so S1 = -0.5 (0.5 / sqrt(1.25)) g1
+    const inp = inputs();
+    const o = naiveTitans({ ...inp, q: inp.q.slice([0, 0, 0], [1, 1, 2]), k: inp.k.slice([0, 0, 0], [1, 1, 2]), v: inp.v.slice([0, 0, 0], [1, 1, 2]), theta: inp.theta.slice([0, 0], [1, 1]), logEta: inp.logEta.slice([0, 0], [1, 1]), logKeep: inp.logKeep.slice([0, 0], [1, 1]) }, opts('linear', 1, { innerGradClip: 0.5 }));
+    const f = (0.5 * 0.5) / Math.sqrt(1.25);
+    assertClose(o.momenta[0], [[[0.5 * f, 0], [1 * f, 0]]], { rtol: 1e-5, atol: 1e-7 });
+    disposeInputs(inp);
+    disposeOut(o);
+  });
+});
+
+describe('titans ops: naive == chunked', () => {
+  for (const kind of ['linear', 'mlp'] as MemoryKind[]) {
+    for (const t of [1, 7, 63, 64, 130]) {
+      for (const c of [8, 16, 32]) {
+        it(`${kind}: T=${t}, C=${c}: outputs and final state`, () => {
+          const inp = makeInputs(kind, t, t + c);
+          const o = opts(kind, c, { innerGradClip: 0.8 }); // active for some tokens
+          const a = naiveTitans(inp, o);
+          const b = chunkedTitans(inp, o);
+          closeScaled(b.y, a.y, 'y');
+          b.weights.forEach((w, j) => closeScaled(w, a.weights[j], `weights[${j}]`));
+          b.momenta.forEach((m, j) => closeScaled(m, a.momenta[j], `momenta[${j}]`));
+          disposeInputs(inp);
+          disposeOut(a);
+          disposeOut(b);
+        });
+      }
+    }
+  }
+
+  /** Gradients of a random projection of (y, final weights, final momenta) w.r.t. every input. */
+  function allGrads(fn: typeof naiveTitans, inp: TitansRecurrenceInputs, o: TitansRecurrenceOptions, seed: number): tf.Tensor[] {
+    const nw = inp.weights.length;
+    const xs = [inp.q, inp.k, inp.v, inp.theta, inp.logEta, inp.logKeep, ...inp.weights, ...inp.momenta];
+    return tf.grads((...a: tf.Tensor[]) => {
+      const out = fn(
+        { q: a[0] as tf.Tensor3D, k: a[1] as tf.Tensor3D, v: a[2] as tf.Tensor3D, theta: a[3] as tf.Tensor2D, logEta: a[4] as tf.Tensor2D, logKeep: a[5] as tf.Tensor2D, weights: a.slice(6, 6 + nw) as tf.Tensor3D[], momenta: a.slice(6 + nw) as tf.Tensor3D[] },
+        o,
+      );
+      const proj = (x: tf.Tensor, s: number): tf.Tensor => x.mul(tf.randomNormal(x.shape, 0, 1, 'float32', seed + s)).sum();
+      return tf.addN([proj(out.y, 1), ...out.weights.map((w, j) => proj(w, 2 + j)), ...out.momenta.map((m, j) => proj(m, 5 + j))]) as tf.Scalar;
+    })(xs);
+  }
+  const names = ['q', 'k', 'v', 'theta', 'logEta', 'logKeep', 'W..', 'S..'];
+  // Reduced grid for gradients (time): T in {1, 7, 64, 130} x C in {8, 32}, both memories, 'full' mode;
+  // 'stop' mode at T=63, C=16.
+  for (const kind of ['linear', 'mlp'] as MemoryKind[]) {
+    const grid: Array<[number, number, 'full' | 'stop']> = [[1, 8, 'full'], [7, 8, 'full'], [64, 32, 'full'], [130, 8, 'full'], [130, 32, 'full'], [63, 16, 'stop']];
+    for (const [t, c, mode] of grid) {
+      it(`${kind}: T=${t}, C=${c}, '${mode}': gradients w.r.t. every input and the initial state`, () => {
+        const inp = makeInputs(kind, t, 7 * t + c);
+        const o = opts(kind, c, { innerGradClip: 0.8, gradientMode: mode });
+        const ga = allGrads(naiveTitans, inp, o, 11);
+        const gb = allGrads(chunkedTitans, inp, o, 11);
+        gb.forEach((g, i) => closeScaled(g, ga[i], `d/d${names[Math.min(i, 7)]}[${i}]`, 5e-4));
+        tf.dispose([...ga, ...gb]);
+        disposeInputs(inp);
+      });
+    }
+  }
+});
+
+describe('titans ops: chunking changes the math (the equivalence tests can fail)', () => {
+  it('chunked C=8 differs from the sequential C=1 memory, and naive C=1 == chunked C=1', () => {
+    const inp = makeInputs('mlp', 24, 2);
+    const seq = naiveTitans(inp, opts('mlp', 1));
+    const seqChunked = chunkedTitans(inp, opts('mlp', 1));
+    const c8 = chunkedTitans(inp, opts('mlp', 8));
+    closeScaled(seqChunked.y, seq.y, 'C=1');
+    const gap = tf.tidy(() => c8.y.sub(seq.y).abs().max().dataSync()[0]);
+    expect(gap).to.be.greaterThan(1e-3);
+    disposeInputs(inp);
+    [seq, seqChunked, c8].forEach(disposeOut);
+  });
+});
+
+describe("titans ops: gradient modes", () => {
+  for (const [name, fn] of [['naive', naiveTitans], ['chunked', chunkedTitans]] as const) {
+    it(`${name}: 'stop' gives zero gradient to k, v, theta, eta, alpha and keeps q and initial-state gradients; 'full' reaches all`, () => {
+      const inp = makeInputs('mlp', 20, 5);
+      const xs = [inp.q, inp.k, inp.v, inp.theta, inp.logEta, inp.logKeep, inp.weights[0]];
+      const grad = (mode: 'full' | 'stop'): number[] =>
+        tf.tidy(() => {
+          const g = tf.grads((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, th: tf.Tensor, le: tf.Tensor, lk: tf.Tensor, w1: tf.Tensor) =>
+            fn({ q: q as tf.Tensor3D, k: k as tf.Tensor3D, v: v as tf.Tensor3D, theta: th as tf.Tensor2D, logEta: le as tf.Tensor2D, logKeep: lk as tf.Tensor2D, weights: [w1 as tf.Tensor3D, inp.weights[1]], momenta: inp.momenta }, opts('mlp', 8, { gradientMode: mode })).y.sum() as tf.Scalar,
+          )(xs);
+          return g.map((x) => x.abs().max().dataSync()[0]);
+        });
+      const full = grad('full');
+      const stop = grad('stop');
+      full.forEach((m, i) => expect(m, `full grad ${i}`).to.be.greaterThan(1e-6));
+      expect(stop[0]).to.be.greaterThan(1e-6); // q: reads are differentiable
+      expect(stop[6]).to.be.greaterThan(1e-6); // initial W1 reaches the reads through the decays
+      for (const i of [1, 2, 3, 4, 5]) expect(stop[i], `stop grad ${i}`).to.equal(0);
+      disposeInputs(inp);
+    });
+  }
+});
+
+describe('titans ops: leaks', () => {
+  for (const [name, fn] of [['naive', naiveTitans], ['chunked', chunkedTitans]] as const) {
+    it(`${name}: forward + backward keeps numTensors flat`, async () => {
+      const inp = makeInputs('mlp', 19, 1);
+      await expectNoLeakedTensors(() => {
+        const g = tf.grads((q: tf.Tensor, k: tf.Tensor) => fn({ ...inp, q: q as tf.Tensor3D, k: k as tf.Tensor3D }, opts('mlp', 8)).y.sum() as tf.Scalar)([inp.q, inp.k]);
+        const o = fn(inp, opts('mlp', 8));
+        tf.dispose([...g]);
+        disposeOut(o);
+      }, { name });
+      disposeInputs(inp);
+    });
+  }
+});
