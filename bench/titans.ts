@@ -1,16 +1,17 @@
 /**
  * npm run bench -- titans [--memories=mlp,linear] [--lengths=256,1024,4096] [--naive-max=1024]
- *                         [--chunks=64,32] [--repeats=3] [--backend=wasm]
+ *                         [--chunks=64,32] [--repeats=3] [--checkpoint=on|off] [--backend=wasm]
  * Forward + backward throughput (tokens/s) of NlTitansMemory's computation (projections, conv, norm,
  * gate included; gradients w.r.t. x and every weight), naive (token loop) vs chunked, at B=4, D=128,
  * 4 heads (d = 32). Rows:
  *   tokens_per_s   per memory / impl / T, with peak tf.memory().numBytes of the step (peak_bytes)
  *   speedup        chunked tokens/s / naive tokens/s at T=1024 (same chunk size: same math)
  *   scaling        time(T=4096) / time(T=1024) of the chunked form (4 = linear in T)
- * The naive loop is only run up to --naive-max tokens (default 1024 for 'linear', 512 for 'mlp': the mlp
- * naive loop keeps ~5 per-token [16, 32, 64] weight-sized tensors per matrix for backprop, ~2.8 GB at
- * T=1024, which aborts the wasm heap). `speedup` is taken at T=1024, or at the largest T the naive loop
- * ran (the row's T says which). Wall-clock medians on a possibly shared machine.
+ * The naive loop is only run up to --naive-max tokens (default 1024). --checkpoint=off keeps every
+ * chunk's intermediates on the tape (the layout before checkpointing; the mlp naive loop then needs
+ * ~2.8 GB at T=1024 and aborts the wasm heap, so use --naive-max=512 with it). `speedup` is taken at
+ * T=1024, or at the largest T the naive loop ran (the row's T says which). Wall-clock medians on a
+ * possibly shared machine.
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
@@ -57,6 +58,27 @@ function weightsFor(kind: MemoryKind, expansion: number): TitansWeights {
   return w;
 }
 
+/**
+ * Peak of tf.memory().numBytes over a function, sampled at every tensor allocation (the engine's
+ * trackTensor), so the peak inside the backward pass is seen too.
+ */
+function peakBytesOf(f: () => void): number {
+  const eng = tf.engine() as unknown as { trackTensor: (a: tf.Tensor, b: unknown) => void; state: { numBytes: number } };
+  const orig = eng.trackTensor;
+  const base = eng.state.numBytes;
+  let peak = base;
+  eng.trackTensor = function (this: unknown, a: tf.Tensor, b: unknown): void {
+    orig.call(eng, a, b);
+    if (eng.state.numBytes > peak) peak = eng.state.numBytes;
+  };
+  try {
+    f();
+  } finally {
+    eng.trackTensor = orig;
+  }
+  return peak - base;
+}
+
 export async function run(args: string[]): Promise<void> {
   const info = await selectBackend(flag(args, 'backend') ?? process.env.NL_BACKEND ?? 'wasm');
   progress(`${info.reason}; project kernels: ${info.kernels.length ? info.kernels.join(', ') : 'none'}`);
@@ -65,6 +87,7 @@ export async function run(args: string[]): Promise<void> {
   const naiveMaxFlag = flag(args, 'naive-max');
   const chunkSizes = (flag(args, 'chunks') ?? '64,32').split(',').map(Number);
   const repeats = Number(flag(args, 'repeats') ?? 3);
+  const checkpoint = (flag(args, 'checkpoint') ?? 'on') !== 'off';
   const suite = 'titans';
 
   for (const kind of memories) {
@@ -72,7 +95,7 @@ export async function run(args: string[]): Promise<void> {
     const w = weightsFor(kind, cfg.expansion);
     const names = Object.keys(w) as Array<keyof TitansWeights>;
     const ms: Record<string, number> = {};
-    const naiveMax = Number(naiveMaxFlag ?? (kind === 'mlp' ? 512 : 1024));
+    const naiveMax = Number(naiveMaxFlag ?? 1024);
     const cmpT = Math.max(...lengths.filter((l) => l <= Math.min(1024, naiveMax)));
     for (const t of lengths) {
       const x = tf.randomNormal([B, t, D], 0, 1, 'float32', t);
@@ -84,26 +107,23 @@ export async function run(args: string[]): Promise<void> {
           if (t > naiveMax) progress(`${kind}/${label}/T=${t}: skipped (T > --naive-max=${naiveMax})`);
           continue;
         }
-        const o: TitansOptions = { ...cfg, impl, chunkSize, dModel: D, headDim: HD, hidden: cfg.expansion * HD };
-        let peak = 0;
+        const o: TitansOptions = { ...cfg, impl, chunkSize, checkpoint, dModel: D, headDim: HD, hidden: cfg.expansion * HD };
         const step = (): void => {
-          const base = tf.memory().numBytes;
           const f = (...a: tf.Tensor[]): tf.Scalar => {
             const ww = Object.fromEntries(names.map((n, i) => [n, a[i + 1]])) as unknown as TitansWeights;
             const out = titansForward(o, ww, a[0], null);
-            peak = Math.max(peak, tf.memory().numBytes - base);
             tf.dispose([out.read, ...Object.values(out.state)]);
             return out.y.mul(r).sum() as tf.Scalar;
           };
           const grads = tf.grads(f)([x, ...names.map((n) => w[n] as tf.Tensor)]);
-          peak = Math.max(peak, tf.memory().numBytes - base);
           grads[0].slice([0, 0, 0], [1, 1, 1]).dataSync();
           tf.dispose(grads);
         };
         progress(`${kind}/${label}/T=${t} ...`);
         const time = await timeMs(step, { warmup: 1, repeats });
+        const peak = peakBytesOf(step); // one more (untimed) step: peak numBytes growth, backward pass included
         ms[`${label}/${t}`] = time;
-        emit({ suite, case: `${kind}/${label}/T=${t}`, metric: 'tokens_per_s', value: (B * t) / (time / 1000), unit: 'tok/s', ms: time, peak_bytes: peak, B, D, H, T: t, memory: kind, impl, chunkSize, repeats });
+        emit({ suite, case: `${kind}/${label}/T=${t}`, metric: 'tokens_per_s', value: (B * t) / (time / 1000), unit: 'tok/s', ms: time, peak_bytes: peak, B, D, H, T: t, memory: kind, impl, chunkSize, checkpoint, repeats });
       }
       tf.dispose([x, r]);
     }

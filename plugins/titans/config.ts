@@ -47,6 +47,9 @@ export interface TitansMemoryArgs extends BaseLayerArgs {
   impl?: TitansImpl;
   /** 'full' (default): outer gradients flow through memory writes; 'stop': writes are not differentiated. */
   gradientMode?: GradientMode;
+  /** Recompute each chunk in the backward pass instead of keeping its intermediates (ops/segments.ts):
+   * memory O(T/C) chunk-start states + one chunk, same values and gradients. Default true. */
+  checkpoint?: boolean;
   /** theta_t = thetaMax sigmoid(x W_theta + b) in (0, thetaMax). Default 0.1. */
   thetaMax?: number;
   /** Initial bias of the theta logits. Default 0 (theta = thetaMax / 2). */
@@ -87,6 +90,7 @@ export interface ResolvedTitansConfig {
   chunkSize: number;
   impl: TitansImpl;
   gradientMode: GradientMode;
+  checkpoint: boolean;
   thetaMax: number;
   thetaBiasInit: number;
   etaBiasInit: number;
@@ -112,6 +116,7 @@ export const TITANS_DEFAULTS: Omit<ResolvedTitansConfig, 'dModel'> = {
   chunkSize: 16,
   impl: 'chunked',
   gradientMode: 'full',
+  checkpoint: true,
   thetaMax: 0.1,
   thetaBiasInit: 0,
   etaBiasInit: 2,
@@ -177,6 +182,7 @@ export function resolveTitansConfig(args: TitansMemoryArgs = {}): ResolvedTitans
     chunkSize: positiveInt('chunkSize', args.chunkSize ?? d.chunkSize),
     impl: oneOf('impl', args.impl ?? d.impl, TITANS_IMPLS),
     gradientMode: validateGradientMode(args.gradientMode ?? d.gradientMode, `${WHERE}.gradientMode`),
+    checkpoint: bool('checkpoint', args.checkpoint ?? d.checkpoint),
     thetaMax: finite('thetaMax', args.thetaMax ?? d.thetaMax, 0, true),
     thetaBiasInit: finite('thetaBiasInit', args.thetaBiasInit ?? d.thetaBiasInit),
     etaBiasInit: finite('etaBiasInit', args.etaBiasInit ?? d.etaBiasInit),

@@ -57,8 +57,9 @@ describe('NlTitansMemory: naive == chunked through the layer', () => {
       const names = Object.keys(w) as Array<keyof TitansWeights>;
       const x = tf.randomNormal([B, t, D], 0, 1, 'float32', 5);
       const r = tf.randomNormal([B, t, D], 0, 1, 'float32', 6);
+      // naive: the tape-only token loop (independent reference); chunked: checkpointed (the default)
       const run = (impl: 'naive' | 'chunked') => {
-        const o = makeOptions({ ...args, impl, chunkSize: c });
+        const o = makeOptions({ ...args, impl, chunkSize: c, checkpoint: impl === 'chunked' });
         const fwd = titansForward(o, w, x, null);
         const grads = tf.grads((...a: tf.Tensor[]) => {
           const ww = Object.fromEntries(names.map((nm, i) => [nm, a[i + 1]])) as unknown as TitansWeights;
@@ -84,46 +85,81 @@ describe('NlTitansMemory: naive == chunked through the layer', () => {
 });
 
 describe('NlTitansMemory: carried state', () => {
-  it('one call on 3C tokens == 3 calls of C tokens with carried state', () => {
-    const c = 8;
-    const layer = builtLayer({ chunkSize: c });
-    const x = tf.randomNormal([B, 3 * c, D], 0, 1, 'float32', 2);
-    const whole = layer.forward(x);
+  /** Runs the layer over consecutive segments of x (state carried, including a half-filled chunk). */
+  function runSegments(layer: NlTitansMemory, x: tf.Tensor, splits: number[], useStep: boolean): { y: tf.Tensor; state: TitansMemoryState } {
     let state: TitansMemoryState = layer.initialState(B);
     const ys: tf.Tensor[] = [];
-    for (let i = 0; i < 3; i++) {
-      const r = layer.forward(x.slice([0, i * c, 0], [B, c, D]), state);
+    let t0 = 0;
+    for (const len of splits) {
+      const xs = x.slice([0, t0, 0], [B, len, D]);
+      const r = useStep ? layer.step(xs, state) : layer.forward(xs, state);
+      tf.dispose(xs);
       disposeState(state);
       state = r.state;
       ys.push(r.y);
+      t0 += len;
     }
-    closeScaled(tf.concat(ys, 1), whole.y, 'y');
-    for (const k of Object.keys(whole.state)) closeScaled(state[k], whole.state[k], `state.${k}`);
-    tf.dispose([x, whole.y, ...ys]);
-    disposeState(whole.state);
-    disposeState(state);
-    layer.dispose();
-  });
+    const y = tf.concat(ys, 1);
+    tf.dispose(ys);
+    return { y, state };
+  }
 
-  it('token-by-token step() == one call with chunkSize 1 (the sequential Titans memory)', () => {
-    const t = 10;
-    const layer = builtLayer({ chunkSize: 1 });
-    const x = tf.randomNormal([B, t, D], 0, 1, 'float32', 3);
-    const whole = layer.forward(x);
-    let state = layer.initialState(B);
-    const ys: tf.Tensor[] = [];
-    for (let i = 0; i < t; i++) {
-      const r = layer.step(x.slice([0, i, 0], [B, 1, D]), state);
-      disposeState(state);
-      state = r.state;
-      ys.push(r.y);
-    }
-    closeScaled(tf.concat(ys, 1), whole.y, 'y');
-    for (const k of Object.keys(whole.state)) closeScaled(state[k], whole.state[k], `state.${k}`);
-    tf.dispose([x, whole.y, ...ys]);
-    disposeState(whole.state);
-    disposeState(state);
-    layer.dispose();
+  for (const [memory, splits] of [['mlp', [5, 11, 3]], ['linear', [5, 11, 3]], ['mlp', [3, 2, 9, 5]]] as Array<['mlp' | 'linear', number[]]>) {
+    it(`${memory}, C=8: split calls ${splits.join(' + ')} (arbitrary points) == one call, outputs and final state`, () => {
+      const layer = builtLayer({ memory, chunkSize: 8 });
+      const x = tf.randomNormal([B, 19, D], 0, 1, 'float32', 2);
+      const whole = layer.forward(x);
+      expect(whole.state.clock.shape).to.deep.equal([B, 3]); // 19 = 2 x 8 + 3
+      const parts = runSegments(layer, x, splits, false);
+      closeScaled(parts.y, whole.y, 'y');
+      for (const k of Object.keys(whole.state)) closeScaled(parts.state[k], whole.state[k], `state.${k}`);
+      expect(parts.state.clock.shape).to.deep.equal([B, 3]);
+      tf.dispose([x, whole.y, parts.y]);
+      disposeState(whole.state);
+      disposeState(parts.state);
+      layer.dispose();
+    });
+  }
+
+  for (const c of [8, 1]) {
+    it(`T single-token step() calls == one call with chunkSize ${c} (outputs and final state)`, () => {
+      const t = 13;
+      const layer = builtLayer({ chunkSize: c });
+      const x = tf.randomNormal([B, t, D], 0, 1, 'float32', 3);
+      const whole = layer.forward(x);
+      const streamed = runSegments(layer, x, new Array(t).fill(1), true);
+      closeScaled(streamed.y, whole.y, 'y');
+      for (const k of Object.keys(whole.state)) closeScaled(streamed.state[k], whole.state[k], `state.${k}`);
+      tf.dispose([x, whole.y, streamed.y]);
+      disposeState(whole.state);
+      disposeState(streamed.state);
+      layer.dispose();
+    });
+  }
+
+  it('checkpoint off == on: outputs and gradients w.r.t. x and every weight through two carried calls', () => {
+    const layerOn = builtLayer({ chunkSize: 4 });
+    const layerOff = builtLayer({ chunkSize: 4, checkpoint: false });
+    layerOff.setWeights(layerOn.getWeights());
+    const x = tf.randomNormal([B, 11, D], 0, 1, 'float32', 21);
+    const grads = (layer: NlTitansMemory) => {
+      const vars = layer.trainableWeights.map((lv) => lv.read() as tf.Variable);
+      return tf.tidy(() => {
+        const { value, grads: g } = tf.variableGrads(() => {
+          // 6 + 5 tokens: the second call starts half-way into a chunk (position 2)
+          const r1 = layer.forward(x.slice([0, 0, 0], [B, 6, D]));
+          const r2 = layer.forward(x.slice([0, 6, 0], [B, 5, D]), r1.state);
+          return tf.concat([r1.y, r2.y], 1).square().sum().add(r2.state.W1.sum()) as tf.Scalar;
+        }, vars);
+        return [value, ...vars.map((v) => g[v.name])];
+      });
+    };
+    const a = grads(layerOff);
+    const b = grads(layerOn);
+    b.forEach((g, i) => closeScaled(g, a[i], i === 0 ? 'loss' : `d/d${layerOn.trainableWeights[i - 1].originalName}`, 1e-3));
+    tf.dispose([x, ...a, ...b]);
+    layerOn.dispose();
+    layerOff.dispose();
   });
 
   it('B sequences == B separate runs (each sequence owns its memory)', () => {
@@ -241,6 +277,11 @@ describe('NlTitansMemory: config and serialisation', () => {
     const st = layer.initialState(2);
     const x2 = tf.zeros([1, 3, D]);
     expect(() => layer.forward(x2, st)).to.throw(/NlTitansMemory.state.W1: shape/);
+    const st1 = layer.initialState(1);
+    const badClock = { ...st1, clock: tf.zeros([1, 16]) }; // position 16 with chunkSize 16
+    expect(() => layer.forward(x2, badClock)).to.throw(/NlTitansMemory.state.clock: position 16 in the chunk must be < chunkSize=16/);
+    tf.dispose(badClock.clock);
+    disposeState(st1);
     tf.dispose([x, x2]);
     disposeState(st);
     layer.dispose();

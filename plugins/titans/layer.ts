@@ -19,7 +19,7 @@ import { chunkedTitans } from './ops/chunked';
 import { MEMORY_KEYS, memoryMatrixShapes } from './ops/memory';
 import { naiveTitans } from './ops/naive';
 import type { TitansRecurrenceOptions } from './ops/types';
-import { checkTitansState, CONV_KEYS, CONV_WINDOW, type TitansMemoryState, type TitansStateDims } from './state';
+import { checkTitansState, chunkStartKey, CLOCK_KEY, CONV_KEYS, CONV_WINDOW, type TitansMemoryState, type TitansStateDims } from './state';
 
 /** eps of the q/k L2 norm (x / sqrt(|x|^2 + eps)) and of the output RMS norm. */
 export const TITANS_NORM_EPS = 1e-6;
@@ -72,7 +72,9 @@ export function titansInitialState(o: TitansOptions, w: TitansWeights, batch: nu
       if (!init) throw new Error(`titansInitialState: weights.${INIT_WEIGHT_OF[k]} is required for memory '${o.memory}'`);
       out[k] = tf.tile(init.expandDims(0), [batch, 1, 1, 1]); // [B, H, out, in]
       out[keys.momenta[i]] = tf.zeros(out[k].shape);
+      out[chunkStartKey(k)] = out[k].clone(); // chunk-start snapshot (position 0: equals the weights)
     });
+    out[CLOCK_KEY] = tf.zeros([batch, 0]); // position 0 in the chunk
     if (o.conv) for (const k of CONV_KEYS) out[k] = tf.zeros([batch, CONV_WINDOW - 1, o.numHeads * o.headDim]);
     return out;
   });
@@ -148,13 +150,26 @@ export function titansForward(
       chunkSize: o.chunkSize,
       innerGradClip: o.innerGradClip,
       gradientMode: o.gradientMode,
+      checkpoint: o.checkpoint,
     };
+    const position = st[CLOCK_KEY].shape[1] as number; // tokens of the current chunk already seen
+    if (position >= o.chunkSize) {
+      throw new Error(`NlTitansMemory.state.${CLOCK_KEY}: position ${position} in the chunk must be < chunkSize=${o.chunkSize} (state from another config?)`);
+    }
     const rec = (o.impl === 'naive' ? naiveTitans : chunkedTitans)(
-      { q, k, v, theta, logEta, logKeep, weights: keys.weights.map(flat), momenta: keys.momenta.map(flat) },
+      {
+        q, k, v, theta, logEta, logKeep,
+        weights: keys.weights.map(flat),
+        momenta: keys.momenta.map(flat),
+        position,
+        chunkStart: position > 0 ? keys.weights.map((key, i) => flat(chunkStartKey(key), i)) : undefined,
+      },
       ropts,
     );
     keys.weights.forEach((key, i) => (newState[key] = rec.weights[i].reshape([b, h, ...shapes[i]])));
     keys.momenta.forEach((key, i) => (newState[key] = rec.momenta[i].reshape([b, h, ...shapes[i]])));
+    keys.weights.forEach((key, i) => (newState[chunkStartKey(key)] = rec.chunkStart[i].reshape([b, h, ...shapes[i]])));
+    newState[CLOCK_KEY] = tf.zeros([b, rec.position]);
 
     let y: tf.Tensor = rec.y.reshape([b, h, t, d]).transpose([0, 2, 1, 3]); // [B, T, H, d]
     if (o.outputNorm) {
@@ -182,7 +197,8 @@ export function titansForward(
 export function assertTitansFinite(layerName: string, read: tf.Tensor3D, state: TitansMemoryState, mode: string): void {
   const [n, t] = read.shape;
   const badTokens = tf.tidy(() => tf.logicalNot(tf.isFinite(read)).any(2).any(0).dataSync()); // [T]
-  const badKeys = Object.keys(state).filter((k) => tf.tidy(() => tf.logicalNot(tf.isFinite(state[k])).any().dataSync()[0]));
+  // the clock carries only its width (the in-chunk position), no values
+  const badKeys = Object.keys(state).filter((k) => k !== CLOCK_KEY && tf.tidy(() => tf.logicalNot(tf.isFinite(state[k])).any().dataSync()[0]));
   const first = badTokens.findIndex((v) => v !== 0);
   if (first < 0 && badKeys.length === 0) return;
   const memories = badKeys.length ? badKeys.join(', ') : 'none (reads only)';
@@ -292,8 +308,8 @@ export class NlTitansMemory extends tf.layers.Layer {
   /**
    * Runs x [B, T, D] from `state` (null: initialState, differentiable w.r.t. the initial memory
    * variables) -> {y [B, T, D], state}; new tensors owned by the caller, `state` is not disposed.
-   * Chunk boundaries restart at every call: split calls equal one call when each segment (but the
-   * last) is a multiple of chunkSize; token-by-token streaming equals chunkSize = 1.
+   * Chunks are counted along the stream (the state carries the chunk-start weights and the position),
+   * so split calls at any points and token-by-token streaming equal one call.
    */
   forward(x: tf.Tensor, state?: TitansMemoryState | null, check?: boolean): { y: tf.Tensor3D; state: TitansMemoryState } {
     this.ensureBuilt(x);

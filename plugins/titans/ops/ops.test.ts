@@ -39,8 +39,11 @@ function disposeInputs(inp: TitansRecurrenceInputs): void {
   tf.dispose([inp.q, inp.k, inp.v, inp.theta, inp.logEta, inp.logKeep, ...inp.weights, ...inp.momenta]);
 }
 function disposeOut(o: TitansRecurrenceOutputs): void {
-  tf.dispose([o.y, ...o.weights, ...o.momenta]);
+  tf.dispose([o.y, ...o.weights, ...o.momenta, ...o.chunkStart]);
 }
+
+/** The independent reference: one token loop over the whole call on the tape (no chunk driver). */
+const reference = (inp: TitansRecurrenceInputs, o: TitansRecurrenceOptions): TitansRecurrenceOutputs => naiveTitans(inp, { ...o, checkpoint: false });
 
 /** |actual - expected| <= tol (|expected| + max|expected|) elementwise (float32 over long products). */
 function closeScaled(actual: tf.Tensor, expected: tf.Tensor, name: string, tol = 2e-4): void {
@@ -137,8 +140,8 @@ describe('titans ops: naive == chunked', () => {
         it(`${kind}: T=${t}, C=${c}: outputs and final state`, () => {
           const inp = makeInputs(kind, t, t + c);
           const o = opts(kind, c, { innerGradClip: 0.8 }); // active for some tokens
-          const a = naiveTitans(inp, o);
-          const b = chunkedTitans(inp, o);
+          const a = reference(inp, o);
+          const b = chunkedTitans(inp, o); // checkpointed (default)
           closeScaled(b.y, a.y, 'y');
           b.weights.forEach((w, j) => closeScaled(w, a.weights[j], `weights[${j}]`));
           b.momenta.forEach((m, j) => closeScaled(m, a.momenta[j], `momenta[${j}]`));
@@ -172,8 +175,8 @@ describe('titans ops: naive == chunked', () => {
       it(`${kind}: T=${t}, C=${c}, '${mode}': gradients w.r.t. every input and the initial state`, () => {
         const inp = makeInputs(kind, t, 7 * t + c);
         const o = opts(kind, c, { innerGradClip: 0.8, gradientMode: mode });
-        const ga = allGrads(naiveTitans, inp, o, 11);
-        const gb = allGrads(chunkedTitans, inp, o, 11);
+        const ga = allGrads(reference, inp, o, 11);
+        const gb = allGrads(chunkedTitans, inp, o, 11); // checkpointed: gradients from the recomputing backward pass
         gb.forEach((g, i) => closeScaled(g, ga[i], `d/d${names[Math.min(i, 7)]}[${i}]`, 5e-4));
         tf.dispose([...ga, ...gb]);
         disposeInputs(inp);
@@ -185,7 +188,7 @@ describe('titans ops: naive == chunked', () => {
 describe('titans ops: chunking changes the math (the equivalence tests can fail)', () => {
   it('chunked C=8 differs from the sequential C=1 memory, and naive C=1 == chunked C=1', () => {
     const inp = makeInputs('mlp', 24, 2);
-    const seq = naiveTitans(inp, opts('mlp', 1));
+    const seq = reference(inp, opts('mlp', 1));
     const seqChunked = chunkedTitans(inp, opts('mlp', 1));
     const c8 = chunkedTitans(inp, opts('mlp', 8));
     closeScaled(seqChunked.y, seq.y, 'C=1');
@@ -232,4 +235,100 @@ describe('titans ops: leaks', () => {
       disposeInputs(inp);
     });
   }
+});
+
+describe('titans ops: chunks counted along the stream (carried half-filled chunk)', () => {
+  const C = 8;
+  /** Runs `fn` over consecutive segments of the call, carrying weights, momenta, chunkStart and position. */
+  function runSplit(fn: typeof naiveTitans, inp: TitansRecurrenceInputs, o: TitansRecurrenceOptions, splits: number[]): TitansRecurrenceOutputs {
+    return tf.tidy(() => {
+      const [n, , d] = inp.q.shape;
+      let state = { weights: inp.weights, momenta: inp.momenta, chunkStart: inp.chunkStart ?? inp.weights, position: inp.position ?? 0 };
+      const ys: tf.Tensor[] = [];
+      let t0 = 0;
+      for (const len of splits) {
+        const s3 = (x: tf.Tensor3D) => x.slice([0, t0, 0], [n, len, d]) as tf.Tensor3D;
+        const s2 = (x: tf.Tensor2D) => x.slice([0, t0], [n, len]) as tf.Tensor2D;
+        const r = fn({ q: s3(inp.q), k: s3(inp.k), v: s3(inp.v), theta: s2(inp.theta), logEta: s2(inp.logEta), logKeep: s2(inp.logKeep), ...state }, o);
+        state = { weights: r.weights, momenta: r.momenta, chunkStart: r.chunkStart, position: r.position };
+        ys.push(r.y);
+        t0 += len;
+      }
+      return { y: tf.concat(ys, 1) as tf.Tensor3D, ...state };
+    }) as unknown as TitansRecurrenceOutputs;
+  }
+  const impls: Array<[string, typeof naiveTitans, boolean]> = [
+    ['naive (checkpointed)', naiveTitans, true],
+    ['naive (tape)', naiveTitans, false],
+    ['chunked (checkpointed)', chunkedTitans, true],
+    ['chunked (tape)', chunkedTitans, false],
+  ];
+  for (const kind of ['linear', 'mlp'] as MemoryKind[]) {
+    for (const splits of [[5, 11, 3], [3, 2, 9, 5], [8, 5, 6], [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]]) {
+      it(`${kind}, C=${C}: split ${splits.length > 6 ? '19 x 1' : splits.join(' + ')} == one call (outputs, W, S, chunkStart, position), every impl`, () => {
+        const inp = makeInputs(kind, 19, 3 + splits.length);
+        const whole = reference(inp, opts(kind, C, { innerGradClip: 0.8 }));
+        expect(whole.position).to.equal(3);
+        for (const [name, fn, ckpt] of impls) {
+          const part = runSplit(fn, inp, opts(kind, C, { innerGradClip: 0.8, checkpoint: ckpt }), splits);
+          expect(part.position, `${name} position`).to.equal(3);
+          closeScaled(part.y, whole.y, `${name} y`);
+          part.weights.forEach((w, j) => closeScaled(w, whole.weights[j], `${name} weights[${j}]`));
+          part.momenta.forEach((m, j) => closeScaled(m, whole.momenta[j], `${name} momenta[${j}]`));
+          part.chunkStart.forEach((m, j) => closeScaled(m, whole.chunkStart[j], `${name} chunkStart[${j}]`));
+          disposeOut(part);
+        }
+        disposeInputs(inp);
+        disposeOut(whole);
+      });
+    }
+  }
+
+  it('the carried chunk matters: chunkStart is the weights at token 16 and restarting the chunk at each call differs', () => {
+    const inp = makeInputs('mlp', 19, 4);
+    const whole = reference(inp, opts('mlp', C));
+    const first16 = reference({ ...inp, q: inp.q.slice([0, 0, 0], [N, 16, DIM]), k: inp.k.slice([0, 0, 0], [N, 16, DIM]), v: inp.v.slice([0, 0, 0], [N, 16, DIM]), theta: inp.theta.slice([0, 0], [N, 16]), logEta: inp.logEta.slice([0, 0], [N, 16]), logKeep: inp.logKeep.slice([0, 0], [N, 16]) }, opts('mlp', C));
+    whole.chunkStart.forEach((w, j) => closeScaled(w, first16.weights[j], `chunkStart[${j}]`));
+    // dropping the carried snapshot (position 0 at every call) is a different memory
+    const restart = runSplit(chunkedTitans, inp, opts('mlp', C), [5, 11, 3]);
+    const wrong = tf.tidy(() => {
+      const r1 = chunkedTitans({ ...inp, q: inp.q.slice([0, 0, 0], [N, 5, DIM]), k: inp.k.slice([0, 0, 0], [N, 5, DIM]), v: inp.v.slice([0, 0, 0], [N, 5, DIM]), theta: inp.theta.slice([0, 0], [N, 5]), logEta: inp.logEta.slice([0, 0], [N, 5]), logKeep: inp.logKeep.slice([0, 0], [N, 5]) }, opts('mlp', C));
+      const r2 = chunkedTitans({ q: inp.q.slice([0, 5, 0], [N, 14, DIM]), k: inp.k.slice([0, 5, 0], [N, 14, DIM]), v: inp.v.slice([0, 5, 0], [N, 14, DIM]), theta: inp.theta.slice([0, 5], [N, 14]), logEta: inp.logEta.slice([0, 5], [N, 14]), logKeep: inp.logKeep.slice([0, 5], [N, 14]), weights: r1.weights, momenta: r1.momenta }, opts('mlp', C));
+      return r2.y.sub(whole.y.slice([0, 5, 0], [N, 14, DIM])).abs().max().dataSync()[0];
+    });
+    expect(wrong).to.be.greaterThan(1e-3);
+    closeScaled(restart.y, whole.y, 'carried y');
+    [whole, first16, restart].forEach(disposeOut);
+    disposeInputs(inp);
+  });
+
+  for (const kind of ['linear', 'mlp'] as MemoryKind[]) {
+    it(`${kind}: gradients through split calls 3 + 2 + 9 + 5 (checkpointed chunked) == one call (reference), incl. chunkStart`, () => {
+      const inp = makeInputs(kind, 19, 9);
+      const nw = inp.weights.length;
+      const xs = [inp.q, inp.k, inp.v, inp.theta, inp.logEta, inp.logKeep, ...inp.weights, ...inp.momenta];
+      const grads = (run: (i: TitansRecurrenceInputs) => TitansRecurrenceOutputs): tf.Tensor[] =>
+        tf.grads((...a: tf.Tensor[]) => {
+          const out = run({ q: a[0] as tf.Tensor3D, k: a[1] as tf.Tensor3D, v: a[2] as tf.Tensor3D, theta: a[3] as tf.Tensor2D, logEta: a[4] as tf.Tensor2D, logKeep: a[5] as tf.Tensor2D, weights: a.slice(6, 6 + nw) as tf.Tensor3D[], momenta: a.slice(6 + nw) as tf.Tensor3D[] });
+          const proj = (x: tf.Tensor, s: number): tf.Tensor => x.mul(tf.randomNormal(x.shape, 0, 1, 'float32', 50 + s)).sum();
+          return tf.addN([proj(out.y, 1), ...out.weights.map((w, j) => proj(w, 2 + j)), ...out.momenta.map((m, j) => proj(m, 5 + j)), ...out.chunkStart.map((m, j) => proj(m, 8 + j))]) as tf.Scalar;
+        })(xs);
+      const o = opts(kind, C, { innerGradClip: 0.8 });
+      const ga = grads((i) => reference(i, o));
+      const gb = grads((i) => runSplit(chunkedTitans, i, o, [3, 2, 9, 5]));
+      gb.forEach((g, i) => {
+        closeScaled(g, ga[i], `d/dinput[${i}]`, 5e-4);
+        expect(tf.tidy(() => g.abs().max().dataSync()[0]), `d/dinput[${i}] nonzero`).to.be.greaterThan(0);
+      });
+      tf.dispose([...ga, ...gb]);
+      disposeInputs(inp);
+    });
+  }
+
+  it('position and chunkStart are checked', () => {
+    const inp = makeInputs('linear', 3, 1);
+    expect(() => chunkedTitans({ ...inp, position: 8 }, opts('linear', 8))).to.throw(/position must be an integer in \[0, chunkSize=8\)/);
+    expect(() => naiveTitans({ ...inp, position: 2 }, opts('linear', 8))).to.throw(/position 2 > 0 needs chunkStart/);
+    disposeInputs(inp);
+  });
 });

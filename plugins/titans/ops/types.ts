@@ -13,6 +13,12 @@ export interface TitansRecurrenceInputs {
   logKeep: tf.Tensor2D; // [N, T] log(1 - alpha_t) <= 0, forgetting (Eq. 13)
   weights: tf.Tensor3D[]; // fast weights at the start, [N, out, in] each (MEMORY_KEYS order)
   momenta: tf.Tensor3D[]; // surprise momenta S at the start, same shapes
+  /** Tokens of the current chunk already seen before this call, 0 <= position < chunkSize (default 0):
+   * chunks are counted along the stream, so a call may start inside a chunk. */
+  position?: number;
+  /** Fast weights at the start of the current chunk (where its inner gradients are taken), same shapes
+   * as `weights`; required when position > 0, ignored when position = 0. */
+  chunkStart?: tf.Tensor3D[];
 }
 
 export interface TitansRecurrenceOptions extends MemorySpec {
@@ -23,12 +29,19 @@ export interface TitansRecurrenceOptions extends MemorySpec {
   innerGradClip: number;
   /** 'full': outer gradients flow through the writes; 'stop': writes are not differentiated. */
   gradientMode: GradientMode;
+  /** Recompute each chunk in the backward pass (tf.customGrad, ops/segments.ts) instead of keeping every
+   * intermediate on the tape: memory O(T/C) chunk-start states + one chunk. Default true. */
+  checkpoint?: boolean;
 }
 
 export interface TitansRecurrenceOutputs {
   y: tf.Tensor3D; // [N, T, d] reads y_t = M_t(q_t), after token t's write
   weights: tf.Tensor3D[]; // final fast weights
   momenta: tf.Tensor3D[]; // final momenta
+  /** Fast weights at the start of the chunk the stream is in after this call (= weights when position = 0). */
+  chunkStart: tf.Tensor3D[];
+  /** Tokens of the current chunk seen after this call: (position + T) mod chunkSize. */
+  position: number;
 }
 
 export function checkRecurrenceInputs(inp: TitansRecurrenceInputs, opts: TitansRecurrenceOptions, where: string): void {
@@ -53,5 +66,15 @@ export function checkRecurrenceInputs(inp: TitansRecurrenceInputs, opts: TitansR
   }
   if (!Number.isInteger(opts.chunkSize) || opts.chunkSize < 1) {
     throw new Error(`${where}: chunkSize must be a positive integer, got ${JSON.stringify(opts.chunkSize)}`);
+  }
+  const p = inp.position ?? 0;
+  if (!Number.isInteger(p) || p < 0 || p >= opts.chunkSize) {
+    throw new Error(`${where}: position must be an integer in [0, chunkSize=${opts.chunkSize}), got ${JSON.stringify(inp.position)}`);
+  }
+  if (p > 0) {
+    if (!inp.chunkStart || inp.chunkStart.length !== want) throw new Error(`${where}: position ${p} > 0 needs chunkStart (${want} matrices)`);
+    inp.chunkStart.forEach((w, i) => {
+      if (w.shape.join() !== inp.weights[i].shape.join()) throw new Error(`${where}: chunkStart[${i}] [${w.shape}] must equal weights[${i}] [${inp.weights[i].shape}]`);
+    });
   }
 }
