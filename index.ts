@@ -12,3 +12,4 @@ export * as scheduler from './plugins/scheduler';
 export * as optimizers from './plugins/optimizers';
 export * as selfModifyingTitans from './plugins/self-modifying-titans';
 export * as titans from './plugins/titans';
+export * as hope from './plugins/hope';

@@ -10,10 +10,11 @@ import { schedulerPlugin } from '../plugins/scheduler/plugin';
 import { optimizersPlugin } from '../plugins/optimizers/plugin';
 import { selfModifyingTitansPlugin } from '../plugins/self-modifying-titans/plugin';
 import { titansPlugin } from '../plugins/titans/plugin';
+import { hopePlugin } from '../plugins/hope/plugin';
 import { createRuntime, addClassHints, type Runtime, type RuntimeOptions } from './runtime';
 
 export function builtinPlugins(): PluginManifest[] {
-  return [associativeMemoryPlugin, linearAttentionPlugin, cmsPlugin, schedulerPlugin, optimizersPlugin, titansPlugin, selfModifyingTitansPlugin];
+  return [associativeMemoryPlugin, linearAttentionPlugin, cmsPlugin, schedulerPlugin, optimizersPlugin, titansPlugin, selfModifyingTitansPlugin, hopePlugin];
 }
 
 function hints(): Map<string, string> {

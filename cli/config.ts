@@ -1,0 +1,148 @@
+/**
+ * The run config of `nl` (model + training + data) as a zod schema: JSON or YAML files, validated with
+ * errors that name the field path and the allowed values; exported as JSON Schema (presets/schema.json)
+ * for editor autocompletion. Blocks are named by registered layer class (a third-party block registered
+ * by its plugin is used the same way as NlHopeBlock).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as YAML from 'yaml';
+import { z } from 'zod';
+import type { LanguageModelConfig } from '../plugins/hope/lm';
+
+export const OPTIMIZERS = ['adam', 'adamw', 'sgd'] as const;
+export type OptimizerName = (typeof OPTIMIZERS)[number];
+export const CORPORA = ['moby-dick', 'sotu', 'files'] as const;
+export type CorpusName = (typeof CORPORA)[number];
+
+const LayerSpecSchema = z
+  .object({
+    className: z.string().regex(/^Nl[A-Za-z0-9]+$/, 'must be a registered layer class name starting with Nl (e.g. NlHopeBlock)'),
+    config: z.record(z.string(), z.unknown()).optional().describe('the class constructor config (JSON)'),
+    repeat: z.number().int().min(1).default(1).describe('consecutive copies of this block'),
+  })
+  .strict();
+
+export const ModelSchema = z
+  .object({
+    vocabSize: z.number().int().min(2).default(256).describe('256 for the byte tokenizer'),
+    dModel: z.number().int().min(1),
+    blocks: z.array(LayerSpecSchema).min(1).describe('blocks in order, each {className, config, repeat}'),
+    tieEmbeddings: z.boolean().default(true),
+    normEps: z.number().positive().default(1e-6),
+    embeddingInitStd: z.number().positive().default(0.02),
+  })
+  .strict();
+
+export const TrainingSchema = z
+  .object({
+    steps: z.number().int().min(1).default(200),
+    batchSize: z.number().int().min(1).default(4),
+    seqLength: z.number().int().min(2).default(64).describe('tokens per training piece (one context)'),
+    optimizer: z.enum(OPTIMIZERS).default('adam'),
+    learningRate: z.number().positive().default(3e-3),
+    weightDecay: z.number().min(0).default(0).describe('adamw only'),
+    clipNorm: z.number().positive().default(1),
+    gradientMode: z.enum(['full', 'stop']).default('full'),
+    partialChunk: z.enum(['carry', 'flush']).default('carry'),
+    segmentLength: z.number().int().min(1).optional().describe('default: the fastest CMS period'),
+    checkpointEvery: z.number().int().min(1).default(50),
+    evalEvery: z.number().int().min(1).default(50),
+    evalBatches: z.number().int().min(1).default(2),
+    seed: z.number().int().min(0).default(1),
+  })
+  .strict();
+
+export const DataSchema = z
+  .object({
+    corpus: z.enum(CORPORA).default('moby-dick'),
+    paths: z.array(z.string().min(1)).optional().describe("text files or folders (corpus 'files')"),
+    validationFraction: z.number().gt(0).lt(1).default(0.05),
+    tokenizer: z.enum(['byte']).default('byte'),
+  })
+  .strict()
+  .superRefine((d, ctx) => {
+    if (d.corpus === 'files' && (!d.paths || d.paths.length === 0)) ctx.addIssue({ code: 'custom', path: ['paths'], message: "is required when corpus is 'files'" });
+  });
+
+export const RunConfigSchema = z
+  .object({
+    $schema: z.string().optional(),
+    name: z.string().optional(),
+    description: z.string().optional(),
+    openChoices: z.record(z.string(), z.string()).optional().describe('choices the paper leaves open, and what this preset chose'),
+    model: ModelSchema,
+    training: TrainingSchema.default(TrainingSchema.parse({})),
+    data: DataSchema.default(DataSchema.parse({})),
+  })
+  .strict();
+
+export type RunConfig = z.infer<typeof RunConfigSchema>;
+export type RunConfigInput = z.input<typeof RunConfigSchema>;
+
+/** One line per problem: "model.blocks[0].className: ..." (zod's messages list the allowed values). */
+export function formatIssues(error: z.ZodError, where = 'config'): string {
+  return error.issues
+    .map((i) => {
+      const p = i.path.reduce<string>((a, k) => (typeof k === 'number' ? `${a}[${k}]` : a ? `${a}.${String(k)}` : String(k)), '');
+      return `${where}${p ? ` ${p}` : ''}: ${i.message}`;
+    })
+    .join('\n');
+}
+
+/**
+ * Validates a parsed config. `knownClasses` (registered layer class names, e.g. runtime.layers().keys())
+ * adds a check that every block class exists, naming the allowed values.
+ */
+export function validateRunConfig(raw: unknown, opts: { knownClasses?: Iterable<string>; where?: string } = {}): RunConfig {
+  const r = RunConfigSchema.safeParse(raw);
+  if (!r.success) throw new Error(formatIssues(r.error, opts.where));
+  if (opts.knownClasses) {
+    const known = [...opts.knownClasses];
+    r.data.model.blocks.forEach((b, i) => {
+      if (!known.includes(b.className)) {
+        throw new Error(`${opts.where ?? 'config'} model.blocks[${i}].className: unknown class '${b.className}' (registered: ${known.join(', ')})`);
+      }
+    });
+  }
+  return r.data;
+}
+
+/** Reads a .json / .yaml / .yml config file and validates it; errors start with the file name. */
+export function loadRunConfig(file: string, opts: { knownClasses?: Iterable<string> } = {}): RunConfig {
+  const text = fs.readFileSync(file, 'utf8');
+  const ext = path.extname(file).toLowerCase();
+  let raw: unknown;
+  try {
+    raw = ext === '.json' ? JSON.parse(text) : YAML.parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid ${ext === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+  }
+  return validateRunConfig(raw, { ...opts, where: file });
+}
+
+export const PRESET_NAMES = ['hope-tiny', 'hope-small', 'hope-attention-small', 'transformer-small', 'titans-small', 'deltanet-small', 'gated-deltanet-small'] as const;
+export type PresetName = (typeof PRESET_NAMES)[number];
+
+/** presets/ next to this package (source tree or dist). */
+export function presetsDir(): string {
+  for (const d of [path.join(__dirname, '..', 'presets'), path.join(__dirname, '..', '..', 'presets')]) if (fs.existsSync(path.join(d, 'hope-tiny.yaml'))) return d;
+  throw new Error('presets directory not found');
+}
+
+export function loadPreset(name: string, opts: { knownClasses?: Iterable<string> } = {}): RunConfig {
+  if (!(PRESET_NAMES as readonly string[]).includes(name)) throw new Error(`--preset: must be one of ${PRESET_NAMES.join(', ')}, got '${name}'`);
+  return loadRunConfig(path.join(presetsDir(), `${name}.yaml`), opts);
+}
+
+/** The model part as the LanguageModel config (blocks expanded by `repeat`). */
+export function languageModelConfig(c: RunConfig): LanguageModelConfig {
+  const m = c.model;
+  const blocks = m.blocks.flatMap((b) => Array.from({ length: b.repeat }, () => ({ className: b.className, config: b.config ?? {} })));
+  return { vocabSize: m.vocabSize, dModel: m.dModel, blocks, tieEmbeddings: m.tieEmbeddings, normEps: m.normEps, embeddingInitStd: m.embeddingInitStd };
+}
+
+/** JSON Schema of the run config (what presets/schema.json holds). */
+export function runConfigJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(RunConfigSchema, { io: 'input' }) as Record<string, unknown>;
+}

@@ -1,0 +1,261 @@
+#!/usr/bin/env node
+/**
+ * `nl`: train, evaluate, generate, memorize (test-time learning) and check the setup, from a preset or
+ * a JSON/YAML config (cli/config.ts). Backend: --backend or NL_BACKEND (wasm default).
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { SingleBar } from 'cli-progress';
+import { selectBackend } from '../core/backend';
+import { PRESET_NAMES, loadPreset, loadRunConfig, type RunConfig } from './config';
+import { ByteTokenizer, loadCorpusText, type CorpusSpec } from './data';
+import { createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, nlRuntime, train, type Run } from './run';
+import { schemaText } from './schema';
+
+const intArg = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+  return n;
+};
+const numArg = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a number >= 0`);
+  return n;
+};
+
+function dataSpec(data: string | undefined): CorpusSpec | undefined {
+  if (!data) return undefined;
+  if (data === 'moby-dick' || data === 'sotu') return { corpus: data };
+  return { corpus: 'files', paths: data.split(',') };
+}
+
+async function backend(opts: { backend?: string }, quiet = false): Promise<void> {
+  const info = await selectBackend(opts.backend ?? process.env.NL_BACKEND ?? 'wasm');
+  if (!quiet) console.error(`backend: ${info.active} (${info.reason})`);
+}
+
+function loadConfig(opts: { preset?: string; config?: string }): RunConfig {
+  const known = nlRuntime().layers().keys();
+  if (opts.config) return loadRunConfig(opts.config, { knownClasses: known });
+  return loadPreset(opts.preset ?? 'hope-tiny', { knownClasses: known });
+}
+
+function fmtEta(s: number): string {
+  if (!Number.isFinite(s)) return '?';
+  const m = Math.floor(s / 60);
+  return m > 0 ? `${m}m${Math.round(s % 60)}s` : `${Math.round(s)}s`;
+}
+
+export function program(): Command {
+  const cmd = new Command('nl').description('Nested Learning / HOPE on TensorFlow.js').option('--backend <name>', 'wasm | cpu | tensorflow (default: NL_BACKEND or wasm)');
+  const be = (): { backend?: string } => cmd.opts();
+
+  cmd
+    .command('train')
+    .description('train a model (progress, validation bpb, atomic checkpoints, metrics.jsonl, learning-curve.svg)')
+    .addOption(new Option('--preset <name>', 'preset').choices([...PRESET_NAMES]))
+    .option('--config <file>', 'JSON or YAML run config')
+    .option('--data <src>', "moby-dick | sotu | comma-separated text files/folders (overrides the config's data)")
+    .option('--steps <n>', 'total training steps (overrides training.steps)', intArg('--steps'))
+    .option('--out <dir>', 'output directory', 'runs/latest')
+    .option('--resume', 'continue from the checkpoint in --out')
+    .option('--no-plot', 'skip the SVG learning curve')
+    .option('--sample <n>', 'bytes to generate at the end (0 = none)', intArg('--sample'))
+    .action(async (o) => {
+      await backend(be());
+      let r: Run;
+      if (o.resume) {
+        r = await loadRun(o.out);
+        console.error(`resumed ${o.out} at step ${r.step}`);
+      } else {
+        if (o.preset && o.config) throw new Error('give --preset or --config, not both');
+        r = createRun(loadConfig(o));
+      }
+      const ds = datasetFor(r, dataSpec(o.data));
+      const steps = o.steps ?? r.config.training.steps;
+      const tpb = r.config.training.batchSize * r.config.training.seqLength;
+      console.error(`${r.config.name ?? 'model'}: ${r.lm.countParams()} parameters; data ${ds.source}: ${ds.train.length} train / ${ds.validation.length} validation bytes`);
+      const bar = new SingleBar({
+        format: 'step {value}/{total} | {tps} tok/s | loss {loss} ({bpb} bpb) | val {val} bpb | CMS updates {cms} | ETA {eta_s2}',
+        hideCursor: true,
+      });
+      bar.start(steps, r.step, { tps: '-', loss: '-', bpb: '-', val: '-', cms: 0, eta_s2: '?' });
+      let stop = false;
+      const onSigint = (): void => {
+        stop = true;
+        console.error('\nCtrl-C: saving a checkpoint after this step ...');
+      };
+      process.on('SIGINT', onSigint);
+      let tpsAvg = 0;
+      let val = '-';
+      let cmsTotal = 0;
+      try {
+        const res = await train(r, ds, {
+          steps,
+          out: o.out,
+          plot: o.plot,
+          shouldStop: () => stop,
+          onValidation: (step, bpb) => {
+            val = bpb.toFixed(3);
+            if (!process.stderr.isTTY) console.error(`step ${step}: validation ${val} bpb`);
+          },
+          onStep: (row) => {
+            tpsAvg = tpsAvg ? 0.9 * tpsAvg + 0.1 * row.tokensPerSecond : row.tokensPerSecond;
+            cmsTotal += row.cmsUpdates;
+            bar.update(row.step, { tps: tpsAvg.toFixed(0), loss: row.loss.toFixed(3), bpb: row.bpb.toFixed(3), val, cms: cmsTotal, eta_s2: fmtEta(((steps - row.step) * tpb) / tpsAvg) });
+          },
+        });
+        bar.stop();
+        const last = res.rows[res.rows.length - 1];
+        console.log(JSON.stringify({ step: r.step, loss: last?.loss, valBpb: [...res.rows].reverse().find((x) => x.valBpb !== undefined)?.valBpb, tokensPerSecond: Math.round(tpsAvg), checkpoint: res.checkpoint, stopped: res.stopped }));
+        if (o.sample && !res.stopped) {
+          const tok = new ByteTokenizer();
+          const dec = new TextDecoder('utf-8');
+          process.stdout.write('--- sample ---\nCall me ');
+          await r.lm.generate(Array.from(tok.encode('Call me ')), { tokens: o.sample, temperature: 0.8, topK: 40, onToken: (id) => process.stdout.write(dec.decode(Uint8Array.of(id), { stream: true })) });
+          process.stdout.write('\n');
+        }
+      } finally {
+        process.off('SIGINT', onSigint);
+        bar.stop();
+        disposeRun(r);
+      }
+    });
+
+  cmd
+    .command('eval')
+    .description('validation bits per byte and perplexity of a checkpoint')
+    .requiredOption('--checkpoint <dir>', 'a train --out directory')
+    .option('--data <src>', 'moby-dick | sotu | text files/folders (default: the run config data)')
+    .option('--batches <n>', 'validation batches', intArg('--batches'))
+    .action(async (o) => {
+      await backend(be());
+      const r = await loadRun(o.checkpoint);
+      try {
+        const ds = datasetFor(r, dataSpec(o.data));
+        const e = evaluate(r, ds, o.batches ?? r.config.training.evalBatches);
+        console.log(JSON.stringify({ step: r.step, bpb: e.bpb, perplexity: e.perplexity, tokens: e.tokens }));
+      } finally {
+        disposeRun(r);
+      }
+    });
+
+  cmd
+    .command('generate')
+    .description('stream bytes from a checkpoint (recurrent states carried: O(1) per token for recurrent blocks)')
+    .requiredOption('--checkpoint <dir>', 'a train --out directory')
+    .option('--prompt <text>', 'prompt', 'Call me ')
+    .option('--tokens <n>', 'bytes to generate', intArg('--tokens'), 200)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', numArg('--temperature'), 0.8)
+    .option('--top-k <k>', 'sample among the k most likely bytes (0 = all)', numArg('--top-k'), 40)
+    .option('--seed <s>', 'sampler seed', numArg('--seed'), 1)
+    .action(async (o) => {
+      await backend(be());
+      const r = await loadRun(o.checkpoint);
+      try {
+        const tok = new ByteTokenizer();
+        const dec = new TextDecoder('utf-8');
+        process.stdout.write(o.prompt);
+        const t0 = Date.now();
+        await r.lm.generate(Array.from(tok.encode(o.prompt)), {
+          tokens: o.tokens,
+          temperature: o.temperature,
+          topK: Math.floor(o.topK),
+          seed: Math.floor(o.seed),
+          onToken: (id) => process.stdout.write(dec.decode(Uint8Array.of(id), { stream: true })),
+        });
+        process.stdout.write(dec.decode() + '\n');
+        console.error(`${o.tokens} bytes in ${((Date.now() - t0) / 1000).toFixed(2)} s`);
+      } finally {
+        disposeRun(r);
+      }
+    });
+
+  cmd
+    .command('memorize')
+    .description('test-time learning on new text: bpb before and after reading it (in-context updates, no outer step)')
+    .requiredOption('--checkpoint <dir>', 'a train --out directory')
+    .requiredOption('--data <src>', 'text file(s)/folder, or moby-dick / sotu')
+    .option('--max-bytes <n>', 'use the first n bytes', intArg('--max-bytes'), 2048)
+    .action(async (o) => {
+      await backend(be());
+      const r = await loadRun(o.checkpoint);
+      try {
+        const text = loadCorpusText(dataSpec(o.data)!).text;
+        const bytes = new ByteTokenizer().encode(text).subarray(0, o.maxBytes + 1);
+        const m = memorizeText(r, bytes, r.config.training.seqLength);
+        console.log(JSON.stringify({ bpbBefore: m.before, bpbAfter: m.after, tokens: m.tokens, pieces: m.pieces }));
+      } finally {
+        disposeRun(r);
+      }
+    });
+
+  cmd
+    .command('doctor')
+    .description('backend, versions, kernels, registered classes, and a 1-second training sanity run')
+    .action(async () => {
+      const info = await selectBackend(be().backend ?? process.env.NL_BACKEND ?? 'wasm');
+      const pkgFile = [path.join(__dirname, '..', 'package.json'), path.join(__dirname, '..', '..', 'package.json')].find((f) => fs.existsSync(f))!; // source or dist
+      const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8')) as { version: string };
+      console.log(`nested-learning ${pkg.version}, @tensorflow/tfjs ${tf.version.tfjs}, node ${process.version}`);
+      console.log(`backend: ${info.active} (${info.reason})`);
+      console.log(`project kernels: ${info.kernels.join(', ') || 'none'}`);
+      const rt = nlRuntime();
+      console.log(`plugins: ${rt.plugins().map((p) => `${p.name}@${p.version}`).join(', ')}`);
+      console.log(`layers: ${[...rt.layers().keys()].join(', ')}`);
+      const cfg = loadPreset('hope-tiny');
+      const r = createRun({ ...cfg, training: { ...cfg.training, batchSize: 1, seqLength: 16 } });
+      try {
+        const t0 = Date.now();
+        let steps = 0;
+        let loss = NaN;
+        const x = tf.tensor2d([Array.from({ length: 16 }, (_, i) => 97 + (i % 26))], [1, 16], 'int32');
+        const y = tf.tensor2d([Array.from({ length: 16 }, (_, i) => 97 + ((i + 1) % 26))], [1, 16], 'int32');
+        while (Date.now() - t0 < 1000 || steps < 2) {
+          loss = r.trainer.train(x, y).loss;
+          steps++;
+        }
+        tf.dispose([x, y]);
+        const ok = Number.isFinite(loss);
+        console.log(`sanity: hope-tiny ${steps} training steps of 16 bytes in ${((Date.now() - t0) / 1000).toFixed(2)} s, loss ${loss.toFixed(4)}: ${ok ? 'OK' : 'FAILED'}`);
+        if (!ok) process.exitCode = 1;
+      } finally {
+        disposeRun(r);
+      }
+    });
+
+  cmd
+    .command('bench')
+    .description('run benchmark suites from bench/ (source checkout only), e.g. nl bench lm --T=128')
+    .argument('<suites...>', 'suite names (bench/<suite>.ts)')
+    .allowUnknownOption()
+    .action(async (suites: string[], _o: unknown, c: Command) => {
+      const flags = c.args.filter((a) => a.startsWith('--'));
+      for (const s of suites.filter((x) => !x.startsWith('--'))) {
+        const file = path.join(__dirname, '..', 'bench', `${s}.ts`);
+        if (!fs.existsSync(file)) throw new Error(`bench: no suite '${s}' (${file}); benchmarks run from a source checkout`);
+        const mod = require(file) as { run: (a: string[]) => Promise<void> };
+        await mod.run(flags);
+      }
+    });
+
+  cmd
+    .command('schema')
+    .description('print the JSON Schema of run configs (presets/schema.json)')
+    .action(() => {
+      process.stdout.write(schemaText());
+    });
+
+  return cmd;
+}
+
+if (require.main === module) {
+  program()
+    .parseAsync(process.argv)
+    .catch((e: Error) => {
+      console.error(`nl: ${e.message}`);
+      process.exit(1);
+    });
+}

@@ -1,0 +1,291 @@
+/**
+ * Language-model assembly: token embedding -> N residual blocks -> final RMS norm -> tied or untied
+ * head, as a NestedModel (plugin scheduler) so NestedTrainer carries every block's memory state across
+ * segments and drives the CMS levels in context, plus a generation loop that carries the same states
+ * token by token (O(1) per token for recurrent blocks, O(context) for attention's KV cache).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { NestedModel, disposeStates, type StageStates } from '../scheduler/model';
+import { createSubLayer, type LayerSpec } from './block';
+import { bool, fail, posInt, posNum, rmsNorm, type BaseLayerArgs } from './util';
+
+export interface TokenEmbeddingArgs extends BaseLayerArgs {
+  vocabSize: number;
+  dModel: number;
+  /** Std of the normal initialisation. Default 0.02. */
+  initStd?: number;
+}
+
+/** ids [B, T] (int) -> vectors [B, T, D] (a gather; its gradient is a segment sum, which wasm runs with the project's kernels). */
+export class NlTokenEmbedding extends tf.layers.Layer {
+  static className = 'NlTokenEmbedding';
+  readonly vocabSize: number;
+  readonly dModel: number;
+  private readonly initStd: number;
+  private table: tf.LayerVariable | null;
+
+  constructor(args: TokenEmbeddingArgs) {
+    super(args);
+    const p = NlTokenEmbedding.className;
+    this.vocabSize = posInt(args?.vocabSize, `${p}.vocabSize`);
+    this.dModel = posInt(args?.dModel, `${p}.dModel`);
+    this.initStd = posNum(args?.initStd, `${p}.initStd`, 0.02);
+    this.table = null;
+  }
+
+  override build(): void {
+    this.table = this.addWeight('embeddings', [this.vocabSize, this.dModel], 'float32', tf.initializers.randomNormal({ mean: 0, stddev: this.initStd }), undefined, true);
+    this.built = true;
+  }
+
+  /** The [V, D] table (a tied head reads it). */
+  embeddings(): tf.Tensor {
+    if (!this.table) fail(`${this.name}.embeddings`, 'build the layer first');
+    return this.table.read();
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    return [...s, this.dModel];
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const ids = Array.isArray(inputs) ? inputs[0] : inputs; // [B, T]
+      if (ids.rank !== 2) fail(this.name, `token ids must be [B, T], got shape [${ids.shape}]`);
+      if (!this.built) this.build();
+      return tf.gather(this.embeddings(), ids.toInt()); // [B, T, D]
+    });
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), vocabSize: this.vocabSize, dModel: this.dModel, initStd: this.initStd };
+  }
+}
+
+export interface LmHeadArgs extends BaseLayerArgs {
+  vocabSize: number;
+  dModel: number;
+  /** Logits from the embedding table (tieTo() must be called) instead of an own [D, V] matrix. Default true. */
+  tied?: boolean;
+  normEps?: number;
+}
+
+/** Final RMS norm + output projection: [B, T, D] -> logits [B, T, V]. */
+export class NlLmHead extends tf.layers.Layer {
+  static className = 'NlLmHead';
+  readonly vocabSize: number;
+  readonly dModel: number;
+  readonly tied: boolean;
+  private readonly normEps: number;
+  private scale: tf.LayerVariable | null;
+  private kernel: tf.LayerVariable | null;
+  private embedding: NlTokenEmbedding | null;
+
+  constructor(args: LmHeadArgs) {
+    super(args);
+    const p = NlLmHead.className;
+    this.vocabSize = posInt(args?.vocabSize, `${p}.vocabSize`);
+    this.dModel = posInt(args?.dModel, `${p}.dModel`);
+    this.tied = bool(args?.tied, `${p}.tied`, true);
+    this.normEps = posNum(args?.normEps, `${p}.normEps`, 1e-6);
+    this.scale = null;
+    this.kernel = null;
+    this.embedding = null;
+  }
+
+  /** Shares the embedding table (tied head): logits = h E^T. */
+  tieTo(embedding: NlTokenEmbedding): void {
+    if (!this.tied) fail(`${NlLmHead.className}.tied`, 'is false: the head has its own matrix');
+    if (embedding.vocabSize !== this.vocabSize || embedding.dModel !== this.dModel) fail(`${NlLmHead.className}.tieTo`, 'embedding sizes differ from the head');
+    this.embedding = embedding;
+  }
+
+  override build(): void {
+    this.scale = this.addWeight('norm', [this.dModel], 'float32', tf.initializers.ones(), undefined, true);
+    if (!this.tied) this.kernel = this.addWeight('kernel', [this.dModel, this.vocabSize], 'float32', tf.initializers.glorotUniform({}), undefined, true);
+    this.built = true;
+  }
+
+  override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
+    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as tf.Shape;
+    return [...s.slice(0, -1), this.vocabSize];
+  }
+
+  override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+    return tf.tidy(() => {
+      const x = Array.isArray(inputs) ? inputs[0] : inputs; // [B, T, D]
+      if (!this.built) this.build();
+      const [b, t, d] = x.shape as number[];
+      const h = rmsNorm(x, this.scale!.read(), this.normEps).reshape([b * t, d]);
+      let logits: tf.Tensor;
+      if (this.tied) {
+        if (!this.embedding) fail(`${this.name}`, 'tied head without an embedding: call tieTo(embedding)');
+        logits = tf.matMul(h, this.embedding.embeddings() as tf.Tensor2D, false, true); // [B*T, V]
+      } else {
+        logits = tf.matMul(h, this.kernel!.read() as tf.Tensor2D);
+      }
+      return logits.reshape([b, t, this.vocabSize]);
+    });
+  }
+
+  override getConfig(): tf.serialization.ConfigDict {
+    return { ...super.getConfig(), vocabSize: this.vocabSize, dModel: this.dModel, tied: this.tied, normEps: this.normEps };
+  }
+}
+
+/** A language model as data: everything JSON. */
+export interface LanguageModelConfig {
+  vocabSize: number;
+  dModel: number;
+  /** The blocks, in order, each a registered block class and its config (e.g. NlHopeBlock). */
+  blocks: LayerSpec[];
+  /** Tied input/output embeddings. Default true. */
+  tieEmbeddings?: boolean;
+  normEps?: number;
+  embeddingInitStd?: number;
+}
+
+export interface GenerateOptions {
+  /** New tokens to produce. */
+  tokens: number;
+  /** Softmax temperature; 0 = greedy. Default 1. */
+  temperature?: number;
+  /** Sample among the k most likely tokens; 0 = all. Default 0. */
+  topK?: number;
+  /** Seed of the sampler (deterministic sampling). Default 1. */
+  seed?: number;
+  /** Called with each new token id as soon as it is chosen (streaming). */
+  onToken?: (id: number) => void;
+}
+
+/** Deterministic uniform [0, 1) generator (mulberry32). */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export class LanguageModel {
+  readonly config: Readonly<LanguageModelConfig>;
+  readonly embedding: NlTokenEmbedding;
+  readonly blocks: readonly tf.layers.Layer[];
+  readonly head: NlLmHead;
+  /** What NestedTrainer runs: [embedding, block_0, ..., block_{N-1}, head]. */
+  readonly nested: NestedModel;
+
+  constructor(config: LanguageModelConfig) {
+    const p = 'LanguageModel';
+    if (typeof config !== 'object' || config === null) fail(p, 'config must be an object');
+    const vocabSize = posInt(config.vocabSize, `${p}.vocabSize`);
+    const dModel = posInt(config.dModel, `${p}.dModel`);
+    if (!Array.isArray(config.blocks) || config.blocks.length === 0) fail(`${p}.blocks`, 'must be a non-empty array of {className, config}');
+    const tied = bool(config.tieEmbeddings, `${p}.tieEmbeddings`, true);
+    this.config = JSON.parse(JSON.stringify(config));
+    this.embedding = new NlTokenEmbedding({ vocabSize, dModel, initStd: config.embeddingInitStd, name: 'embedding' });
+    this.blocks = config.blocks.map((b, i) => createSubLayer(b, `${p}.blocks[${i}]`, `block${i}`));
+    this.head = new NlLmHead({ vocabSize, dModel, tied, normEps: config.normEps, name: 'head' });
+    if (tied) this.head.tieTo(this.embedding);
+    this.nested = new NestedModel([this.embedding, ...this.blocks, this.head]);
+    this.nested.build(tf.zeros([1, 1], 'int32'));
+  }
+
+  /** Number of parameters (tied embeddings counted once). */
+  countParams(): number {
+    return this.nested.trainableVariables().reduce((a, v) => a + v.size, 0);
+  }
+
+  initialStates(batchSize: number): StageStates {
+    return this.nested.initialStates(batchSize);
+  }
+
+  /** ids [B, T] from `states` (not disposed) -> logits [B, T, V] and new states (caller owns both). */
+  forward(ids: tf.Tensor, states: StageStates | null): { logits: tf.Tensor; states: StageStates } {
+    return tf.tidy(() => {
+      const s = states ?? this.initialStates(ids.shape[0]);
+      const r = this.nested.forward(ids, s);
+      return { logits: r.y, states: r.states } as unknown as tf.TensorContainer;
+    }) as unknown as { logits: tf.Tensor; states: StageStates };
+  }
+
+  /** Parallel forward from fresh states: ids [B, T] -> logits [B, T, V]. */
+  logits(ids: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const r = this.forward(ids, null);
+      disposeStates(r.states);
+      return r.logits;
+    });
+  }
+
+  /**
+   * Streams `opts.tokens` new ids after `prompt` (one sequence): the prompt runs in one parallel
+   * call, then each new token is one call of length 1 with the carried states (one sync per token to
+   * pick it: that is the output). `states` (optional) continues a context, e.g. after memorize; it is
+   * not disposed. Returns the new ids.
+   */
+  async generate(prompt: readonly number[], opts: GenerateOptions, states: StageStates | null = null): Promise<number[]> {
+    const p = 'LanguageModel.generate';
+    if (prompt.length === 0) fail(`${p}: prompt`, 'must hold at least one token');
+    const n = posInt(opts.tokens, `${p}: tokens`);
+    const temperature = opts.temperature ?? 1;
+    if (!(temperature >= 0) || !Number.isFinite(temperature)) fail(`${p}: temperature`, `must be a finite number >= 0, got ${temperature}`);
+    const topK = opts.topK ?? 0;
+    if (!Number.isInteger(topK) || topK < 0) fail(`${p}: topK`, `must be an integer >= 0, got ${topK}`);
+    for (const id of prompt) if (!Number.isInteger(id) || id < 0 || id >= this.config.vocabSize) fail(`${p}: prompt`, `token ${id} outside [0, ${this.config.vocabSize})`);
+    const rand = seededRandom(opts.seed ?? 1);
+    const out: number[] = [];
+    let st: StageStates = states ?? this.initialStates(1);
+    let owned = states === null;
+    let input = tf.tensor2d([prompt as number[]], [1, prompt.length], 'int32');
+    try {
+      for (let i = 0; i < n; i++) {
+        const r = this.forward(input, st);
+        input.dispose();
+        if (owned) disposeStates(st);
+        st = r.states;
+        owned = true;
+        const last = tf.tidy(() => r.logits.slice([0, (r.logits.shape[1] as number) - 1, 0], [1, 1, -1]).reshape([-1])); // [V]
+        r.logits.dispose();
+        const id = await this.sample(last, temperature, topK, rand);
+        last.dispose();
+        out.push(id);
+        opts.onToken?.(id);
+        input = tf.tensor2d([[id]], [1, 1], 'int32');
+      }
+    } finally {
+      input.dispose();
+      if (owned) disposeStates(st);
+    }
+    return out;
+  }
+
+  private async sample(logits: tf.Tensor, temperature: number, topK: number, rand: () => number): Promise<number> {
+    if (temperature === 0) {
+      const a = tf.argMax(logits);
+      const id = (await a.data())[0];
+      a.dispose();
+      return id;
+    }
+    const k = topK > 0 ? Math.min(topK, logits.size) : logits.size;
+    const { values, indices } = tf.topk(logits.div(temperature), k);
+    const [v, ix] = await Promise.all([values.data(), indices.data()]);
+    tf.dispose([values, indices]);
+    const m = Math.max(...v);
+    const w = Array.from(v, (x) => Math.exp(x - m));
+    let u = rand() * w.reduce((a, b) => a + b, 0);
+    for (let i = 0; i < w.length; i++) {
+      u -= w[i];
+      if (u <= 0) return ix[i];
+    }
+    return ix[w.length - 1];
+  }
+
+  dispose(): void {
+    for (const l of [this.embedding, ...this.blocks, this.head]) if (l.built) for (const w of l.weights) w.dispose();
+  }
+}
