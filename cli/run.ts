@@ -33,6 +33,8 @@ export interface Run {
   config: RunConfig;
   lm: LanguageModel;
   trainer: NestedTrainer;
+  /** The outer optimizer (owned by the run: disposeRun disposes its state). */
+  optimizer: tf.Optimizer;
   step: number;
 }
 
@@ -54,20 +56,22 @@ export function createRun(raw: unknown, onProgress?: (e: ProgressEvent) => void)
   const config = validateRunConfig(raw, { knownClasses: rt.layers().keys() });
   const lm = new LanguageModel(languageModelConfig(config));
   const t = config.training;
+  const optimizer = makeOptimizer(config);
   const trainer = new NestedTrainer(lm.nested, {
     loss: tokenCrossEntropy,
-    optimizer: makeOptimizer(config),
+    optimizer,
     clipNorm: t.clipNorm,
     gradientMode: t.gradientMode,
     partialChunk: t.partialChunk,
     ...(t.segmentLength ? { segmentLength: t.segmentLength } : {}),
     ...(onProgress ? { onProgress } : {}),
   });
-  return { config, lm, trainer, step: 0 };
+  return { config, lm, trainer, optimizer, step: 0 };
 }
 
 export function disposeRun(r: Run): void {
   r.trainer.dispose();
+  r.optimizer.dispose();
   r.lm.dispose();
 }
 

@@ -192,7 +192,9 @@ export class LanguageModel {
     this.head = new NlLmHead({ vocabSize, dModel, tied, normEps: config.normEps, name: 'head' });
     if (tied) this.head.tieTo(this.embedding);
     this.nested = new NestedModel([this.embedding, ...this.blocks, this.head]);
-    this.nested.build(tf.zeros([1, 1], 'int32'));
+    const probe = tf.zeros([1, 1], 'int32'); // builds every layer's weights
+    this.nested.build(probe);
+    probe.dispose();
   }
 
   /** Number of parameters (tied embeddings counted once). */
