@@ -1,11 +1,15 @@
 /**
- * npm run bench -- self-modifying-titans [--lengths=256,1024,4096] [--naive-max=1024] [--chunk=16]
- *                                        [--repeats=3] [--backend=wasm]
+ * npm run bench -- self-modifying-titans [--lengths=256,1024,4096] [--naive-max=1024] [--chunk=64]
+ *                                        [--checkpoint=1] [--repeats=3] [--backend=wasm]
  * Forward + backward throughput (tokens/s) of the self-modifying Titans mixer (default config:
  * momentum, DGD, weight decay, l2 normalisation; sentinel off so no sync is timed) at B=4, D=128,
  * 4 heads (dh = 32, memory hidden 64), naive (token loop inside each chunk) vs chunked. Rows:
- *   tokens_per_s and peak_bytes (peak tf.memory().numBytes during the step) per impl / T,
+ *   tokens_per_s per impl / T (median of --repeats timed steps after one warm-up step),
+ *   peak_bytes: peak tf.memory().numBytes above the pre-step baseline during one extra, untimed step
+ *     (sampled after every kernel, forward and backward, via tf.profile's per-kernel byte snapshots),
  *   speedup (chunked / naive at T=1024) and scaling (chunked time(T=4096) / time(T=1024)).
+ * Both forms run with per-chunk activation checkpointing (the default, --checkpoint=0 turns it off):
+ * without it the tape holds ~6 MB per token and T=1024 does not fit in the wasm heap.
  * Both forms compute the same function (Eq. 90: per-token gradients at the chunk-start state), so
  * the naive form is a loop over tokens only inside the recurrence.
  */
@@ -21,6 +25,28 @@ const H = 4;
 const DH = D / H;
 const DHID = 2 * DH;
 
+/**
+ * Peak tf.memory().numBytes above the starting value while fn runs. tf.profile snapshots numBytes
+ * after every kernel but keeps a record per kernel and takes Math.max over all of them with a spread,
+ * which overflows the call stack beyond ~10^5 kernels (the naive form at T=1024): the record list is
+ * replaced by an array whose push only keeps the running maximum.
+ */
+async function peakBytes(fn: () => void): Promise<number> {
+  const base = tf.memory().numBytes;
+  let peak = base;
+  const eng = tf.engine() as unknown as { state: { activeProfile: { kernels: unknown[] } } };
+  await tf.profile(() => {
+    const sink: unknown[] = [];
+    sink.push = (...ks: unknown[]): number => {
+      for (const k of ks) peak = Math.max(peak, (k as { totalBytesSnapshot: number }).totalBytesSnapshot);
+      return 0;
+    };
+    eng.state.activeProfile.kernels = sink;
+    fn();
+  });
+  return peak - base;
+}
+
 function flag(args: string[], name: string): string | undefined {
   return args.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 }
@@ -30,14 +56,15 @@ export async function run(args: string[]): Promise<void> {
   progress(`${info.reason}; project kernels: ${info.kernels.length ? info.kernels.join(', ') : 'none'}`);
   const lengths = (flag(args, 'lengths') ?? '256,1024,4096').split(',').map(Number);
   const naiveMax = Number(flag(args, 'naive-max') ?? 1024);
-  const chunk = Number(flag(args, 'chunk') ?? 16);
+  const chunk = Number(flag(args, 'chunk') ?? 64);
+  const ckpt = (flag(args, 'checkpoint') ?? '1') !== '0';
   const repeats = Number(flag(args, 'repeats') ?? 3);
   const suite = 'self-modifying-titans';
   const base: SmtOptions = {
     numHeads: H, headDim: DH, hiddenDim: DHID, act: 'silu', innerLoss: l2Loss, momentum: 0.5, dgd: true,
     weightDecay: true, staticK: false, staticV: false, adaptiveQ: false, normalize: 'l2', chunkSize: chunk,
     memChunkSize: chunk, etaMax: 0.1, alphaMin: 0.5, gradClip: 1, impl: 'chunked', gradientMode: 'full',
-    sentinel: false, layerName: 'bench',
+    sentinel: false, layerName: 'bench', checkpoint: ckpt,
   };
   const nm = memoryNames(base).length;
   const g = (shape: number[], seed: number, std: number): tf.Tensor => tf.randomNormal(shape, 0, std, 'float32', seed);
@@ -62,26 +89,23 @@ export async function run(args: string[]): Promise<void> {
         continue;
       }
       const opts = { ...base, impl };
-      let peak = 0;
       const step = (): void => {
-        const before = tf.memory().numBytes;
         const f = (...a: tf.Tensor[]): tf.Scalar => {
           const ww = Object.fromEntries(names.map((n, i) => [n, a[i + 1]])) as unknown as SmtWeights;
           const out = selfModifyingTitansForward(opts, ww, a[0], null);
-          peak = Math.max(peak, tf.memory().numBytes - before);
           tf.dispose(Object.values(out.state));
           return out.y.mul(r).sum() as tf.Scalar;
         };
         const grads = tf.grads(f)([x, ...names.map((n) => w[n] as tf.Tensor)]);
-        peak = Math.max(peak, tf.memory().numBytes - before);
         grads[0].slice([0, 0, 0], [1, 1, 1]).dataSync();
         tf.dispose(grads);
       };
       progress(`${impl}/T=${t} ...`);
       const time = await timeMs(step, { warmup: 1, repeats });
+      const peak = await peakBytes(step);
       ms[`${impl}/${t}`] = time;
-      emit({ suite, case: `${impl}/T=${t}`, metric: 'tokens_per_s', value: (B * t) / (time / 1000), unit: 'tok/s', ms: time, B, D, H, T: t, impl, chunkSize: chunk, repeats });
-      emit({ suite, case: `${impl}/T=${t}`, metric: 'peak_bytes', value: peak, unit: 'bytes (numBytes above baseline, forward graph + grads)', T: t, impl });
+      emit({ suite, case: `${impl}/T=${t}`, metric: 'tokens_per_s', value: (B * t) / (time / 1000), unit: 'tok/s', ms: time, B, D, H, T: t, impl, chunkSize: chunk, checkpoint: ckpt, repeats });
+      emit({ suite, case: `${impl}/T=${t}`, metric: 'peak_bytes', value: peak, unit: 'bytes (peak numBytes above baseline, forward + backward)', T: t, impl, chunkSize: chunk, checkpoint: ckpt });
     }
     tf.dispose([x, r]);
   }

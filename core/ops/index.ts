@@ -1,2 +1,3 @@
 export * from './stop-gradient';
 export * from './tensor-util';
+export * from './checkpoint';

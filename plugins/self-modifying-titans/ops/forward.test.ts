@@ -78,6 +78,37 @@ describe('self-modifying-titans forward', () => {
     }
   });
 
+  describe('activation checkpointing (core/ops/checkpoint.ts)', () => {
+    // every other test runs the default checkpointed path; this one compares it with the plain tape
+    for (const mode of ['full', 'stop'] as const) {
+      it(`checkpoint on == off: outputs, state, gradients w.r.t. x and every weight (${mode})`, () => {
+        tf.tidy(() => {
+          const o = testOptions({ chunkSize: 8, memChunkSize: 4, gradientMode: mode });
+          const w = testWeights(o);
+          const names = Object.keys(w) as Array<keyof SmtWeights>;
+          const xx = x(2, 21);
+          const r = tf.randomNormal([2, 21, TEST_D], 0, 1, 'float32', 9);
+          const run = (checkpoint: boolean): { y: tf.Tensor; state: SmtState; grads: tf.Tensor[] } => {
+            const out = selfModifyingTitansForward({ ...o, checkpoint }, w, xx, null);
+            const grads = tf.grads((...args: tf.Tensor[]) => {
+              const ww = { ...w } as Record<string, tf.Tensor>;
+              names.forEach((n, i) => (ww[n] = args[i + 1]));
+              return selfModifyingTitansForward({ ...o, checkpoint }, ww as unknown as SmtWeights, args[0], null).y.mul(r).sum();
+            })([xx, ...names.map((n) => w[n] as tf.Tensor)]);
+            return { ...out, grads };
+          };
+          const a = run(false);
+          const b = run(true);
+          assertClose(b.y, a.y, { rtol: 1e-6, atol: 1e-7, name: 'y' });
+          for (const k of Object.keys(a.state)) assertClose(b.state[k], a.state[k], { rtol: 1e-6, atol: 1e-7, name: k });
+          ['x', ...names].forEach((n, i) => assertClose(b.grads[i], a.grads[i], { rtol: 1e-5, atol: 1e-6, name: `d/d${n}` }));
+          // 'full' must really differentiate through the writes (guards against all-zero gradients)
+          expect(b.grads[0].abs().max().dataSync()[0]).to.be.greaterThan(0);
+        });
+      });
+    }
+  });
+
   describe('streaming', () => {
     it('one call == split calls (mid-chunk splits) == token-by-token', () => {
       tf.tidy(() => {

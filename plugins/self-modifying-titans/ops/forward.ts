@@ -22,7 +22,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { InnerLoss } from '../../../core/inner-loss';
 import type { GradientMode } from '../../../core/level';
 import { stopGradient } from '../../../core/ops/stop-gradient';
-import { innerGradients, readMemory, type MemoryActivation } from './memory';
+import { innerGradientsFromRead, readKeysAndTargets, readMemory, type MemoryActivation } from './memory';
+import { checkpoint } from '../../../core/ops/checkpoint';
 import { chunkedSegment, naiveSegment, type GroupWeights, type RecurrenceOptions, type SegmentWrites } from './recurrence';
 
 export type MemoryName = 'k' | 'v' | 'eta' | 'alpha' | 'q';
@@ -55,6 +56,12 @@ export interface SmtOptions {
   sentinel: boolean;
   /** Layer name used in sentinel errors. */
   layerName: string;
+  /**
+   * Activation checkpointing per chunk (core/ops/checkpoint.ts), default true: under a gradient tape only
+   * each chunk's inputs are kept and the chunk is recomputed in the backward pass. Same values and
+   * gradients; false keeps every intermediate on the tape (more memory, no recompute).
+   */
+  checkpoint?: boolean;
 }
 
 /** Parameters (outer-loop variables) as plain tensors. */
@@ -119,8 +126,9 @@ export function stateShapes(o: SmtOptions, b: number): Record<string, number[]> 
 /** Initial state: the meta-learned initial weights for every sequence, zero momentum, clocks at 0. */
 export function initialSmtState(o: SmtOptions, w: SmtWeights, b: number): SmtState {
   return tf.tidy(() => {
-    // rank-2 tile (tfjs 4.22 has no Tile gradient above rank 4)
-    const tileB = (a: tf.Tensor): tf.Tensor => tf.tile(a.reshape([1, a.size]), [b, 1]).reshape([b, ...a.shape]);
+    // batch copies by a broadcasting add (the wasm Tile kernel is slow; its gradient is a Sum)
+    const zerosB = tf.zeros([b, 1]);
+    const tileB = (a: tf.Tensor): tf.Tensor => a.reshape([1, a.size]).add(zerosB).reshape([b, ...a.shape]);
     const s: Record<string, tf.Tensor> = {
       W1: tileB(w.w1Init),
       W2: tileB(w.w2Init),
@@ -221,79 +229,123 @@ export function selfModifyingTitansForward(
     const kFixed = o.staticK ? norm(heads(tf.matMul(x2 as tf.Tensor2D, w.kKernel as tf.Tensor2D))) : null;
     const vFixed = o.staticV ? norm(heads(tf.matMul(x2 as tf.Tensor2D, w.vKernel as tf.Tensor2D))) : null;
 
+    // Per-chunk layout is head-major: [B H, L, d] (and [B H, L] for scalars); a memory group stacks
+    // its memories on the leading axis, memory-major: N1 = (memory, sequence, head), so each memory's
+    // rows are one contiguous block (picking a memory is a leading-axis split, tiling the shared input
+    // is a concat: no rank-5 Slice/Tile, which are very slow on wasm).
+    const n2 = b * h;
+    const hm = (a: tf.Tensor): tf.Tensor3D => {
+      const [l, , , d] = a.shape; // [L, B, H, d] -> [B H, L, d]
+      return a.transpose([1, 2, 0, 3]).reshape([n2, l, d]) as tf.Tensor3D;
+    };
+    const tm = (a: tf.Tensor): tf.Tensor => {
+      const [, l, d] = a.shape; // [B H, L, d] -> [L, B, H, d]
+      return a.reshape([b, h, l, d]).transpose([2, 0, 1, 3]);
+    };
+    const perHead = (a: tf.Tensor, bias: tf.Tensor): tf.Tensor2D => {
+      const l = a.shape[1] as number; // a [B H, L] + bias [H]
+      return a.reshape([b, h, l]).add(bias.reshape([1, h, 1])).reshape([n2, l]) as tf.Tensor2D;
+    };
+
     // ---- Phase 1: memories k, v, eta, alpha (q), chunk size o.chunkSize ----
-    const n1 = b * nm * h;
-    const flat1 = (a: tf.Tensor): tf.Tensor3D => a.reshape([n1, a.shape[3] as number, a.shape[4] as number]) as tf.Tensor3D;
-    let run1: GroupWeights = { w1: flat1(s0.W1), w2: flat1(s0.W2) };
-    if (o.momentum !== null) run1 = { ...run1, m1: flat1(s0.M1), m2: flat1(s0.M2) };
-    let snap1 = { w1: flat1(s0.W1snap), w2: flat1(s0.W2snap) };
+    const n1 = nm * n2;
+    // state [B, NM, H, p, q] <-> group [NM B H, p, q]
+    const toGroup = (a: tf.Tensor): tf.Tensor3D => {
+      const [p, q] = a.shape.slice(3) as [number, number];
+      return a.reshape([b, nm, h * p * q]).transpose([1, 0, 2]).reshape([n1, p, q]) as tf.Tensor3D;
+    };
+    const fromGroup = (a: tf.Tensor): tf.Tensor => {
+      const [, p, q] = a.shape;
+      return a.reshape([nm, b, h * p * q]).transpose([1, 0, 2]).reshape([b, nm, h, p, q]);
+    };
+    let run1: GroupWeights = { w1: toGroup(s0.W1), w2: toGroup(s0.W2) };
+    if (o.momentum !== null) run1 = { ...run1, m1: toGroup(s0.M1), m2: toGroup(s0.M2) };
+    let snap1 = { w1: toGroup(s0.W1snap), w2: toGroup(s0.W2snap) };
     const p1 = s0.clock.shape[1] as number;
     const lens1 = segmentLengths(t, o.chunkSize, p1);
-    // [L, B, H, d] -> [B NM H, L, d]: every memory gets the same per-head input
-    const tileMem = (a: tf.Tensor): tf.Tensor3D => {
-      const [l, , , d] = a.shape;
-      return tf.tile(a.transpose([1, 2, 0, 3]).reshape([b, 1, h * l * d]), [1, nm, 1]).reshape([n1, l, d]) as tf.Tensor3D; // rank-3 tile (no rank-5 Tile gradient)
-    };
-    const tileMemScalar = (a: tf.Tensor): tf.Tensor2D => {
-      const l = a.shape[0]; // a [L, B, H]
-      return tf.tile(a.transpose([1, 2, 0]).reshape([b, 1, h * l]), [1, nm, 1]).reshape([n1, l]) as tf.Tensor2D;
-    };
-    const etaBias = w.etaBias.reshape([1, 1, h]);
-    const alphaBias = w.alphaBias ? w.alphaBias.reshape([1, 1, h]) : null;
+    // [B H, ...] -> [NM B H, ...]: every memory gets the same per-head input
+    const tileMem = <T extends tf.Tensor>(a: T): T => (nm === 1 ? a : (tf.concat(new Array<tf.Tensor>(nm).fill(a), 0) as T));
     const xSegs = splitLens(xh, lens1);
     const qSegs = qFixed ? splitLens(qFixed, lens1) : null;
     const kSegs = kFixed ? splitLens(kFixed, lens1) : null;
     const vSegs = vFixed ? splitLens(vFixed, lens1) : null;
-    const outK: tf.Tensor[] = [];
+    const outK: tf.Tensor[] = []; // per chunk [B H, L, dh]
     const outV: tf.Tensor[] = [];
-    const outEta: tf.Tensor[] = [];
+    const outEta: tf.Tensor[] = []; // per chunk [B H, L]
     const outLogA: tf.Tensor[] = [];
     const outQ: tf.Tensor[] = [];
-    const perTokenChecks: Array<[string, tf.Tensor[]]> = [];
-    const readChecks: Record<string, tf.Tensor[]> = {};
+    const readChecks: Record<string, tf.Tensor[]> = {}; // per memory, per chunk [B H, L, dh]
     for (const nmName of names) readChecks[nmName] = [];
     let pos1 = p1;
+    const ckpt = o.checkpoint ?? true;
+    const run = (fn: (xs: tf.Tensor[]) => tf.Tensor[], xs: tf.Tensor[]): tf.Tensor[] => (ckpt ? checkpoint(fn, xs) : fn(xs));
+    const mom = o.momentum !== null;
+    const ns = mom ? 4 : 2; // state tensors of a group: w1, w2 (, m1, m2)
+    const stateList = (g: GroupWeights): tf.Tensor[] => (mom ? [g.w1, g.w2, g.m1 as tf.Tensor, g.m2 as tf.Tensor] : [g.w1, g.w2]);
+    const stateOf = (a: tf.Tensor[]): GroupWeights => {
+      const g3 = a as tf.Tensor3D[];
+      return mom ? { w1: g3[0], w2: g3[1], m1: g3[2], m2: g3[3] } : { w1: g3[0], w2: g3[1] };
+    };
     lens1.forEach((l, i) => {
-      // reads of the chunk-start snapshot (Eq. 90): [B NM H, L, dh] -> [L, B, NM, H, dh]
-      const read = readMemory(o.act, snap1.w1, snap1.w2, tileMem(xSegs[i])).out.reshape([b, nm, h, l, dh]).transpose([3, 0, 1, 2, 4]);
-      const pick = (name: MemoryName): tf.Tensor => {
-        const j = names.indexOf(name);
-        return read.slice([0, 0, j, 0, 0], [l, b, 1, h, dh]).reshape([l, b, h, dh]); // [L, B, H, dh]
+      // one chunk: inputs [state (ns), snapshot w1, w2, x^ [B H, L, dh], etaBias, alphaBias?, qFixed?, kFixed?, vFixed?]
+      const extras: tf.Tensor[] = [];
+      const at: Record<string, number> = {};
+      const add = (key: string, a: tf.Tensor | null | undefined): void => {
+        if (a) {
+          at[key] = ns + 4 + extras.length;
+          extras.push(a);
+        }
       };
-      for (const nmName of names) readChecks[nmName].push(pick(nmName));
-      const k = norm(kSegs ? kSegs[i] : pick('k')); // [L, B, H, dh]
-      const v = norm(vSegs ? vSegs[i] : pick('v'));
-      const eta = tf.sigmoid(pick('eta').mean(-1).add(etaBias)).mul(o.etaMax); // [L, B, H]
-      const logAlpha = alphaBias
-        ? tf.log(tf.sigmoid(pick('alpha').mean(-1).add(alphaBias)).mul(1 - o.alphaMin).add(o.alphaMin))
-        : tf.zeros([l, b, h]); // [L, B, H], <= 0
-      const q = qSegs ? qSegs[i] : norm(pick('q'));
-      outK.push(k);
-      outV.push(v);
-      outEta.push(eta);
-      outLogA.push(logAlpha);
-      outQ.push(q);
-      // self-generated targets and inner gradients of every memory at the snapshot (Eqs. 84-85)
-      const kt = tileMem(k);
-      const vhat = readMemory(o.act, snap1.w1, snap1.w2, tileMem(v)).out;
-      const g = innerGradients(o.act, o.innerLoss, snap1.w1, snap1.w2, kt, vhat, o.gradClip);
-      const etaT = tileMemScalar(eta);
-      const wr: SegmentWrites = {
-        k: stop(kt),
-        h: stop(g.h),
-        y2: stop(g.u.mul(etaT.expandDims(2)).neg() as tf.Tensor3D),
-        y1: stop(g.e.mul(etaT.expandDims(2)).neg() as tf.Tensor3D),
-        eta: stop(etaT),
-        logAlpha: stop(tileMemScalar(logAlpha)),
+      add('alphaBias', w.alphaBias);
+      add('q', qSegs ? hm(qSegs[i]) : null);
+      add('k', kSegs ? hm(kSegs[i]) : null);
+      add('v', vSegs ? hm(vSegs[i]) : null);
+      const chunk = (xs: tf.Tensor[]): tf.Tensor[] => {
+        const sw1 = xs[ns] as tf.Tensor3D;
+        const sw2 = xs[ns + 1] as tf.Tensor3D;
+        const etaBias = xs[ns + 3];
+        const alphaBias = at.alphaBias !== undefined ? xs[at.alphaBias] : null;
+        // reads of the chunk-start snapshot (Eq. 90), one [B H, L, dh] block per memory
+        const read = readMemory(o.act, sw1, sw2, tileMem(xs[ns + 2] as tf.Tensor3D)).out; // [NM B H, L, dh]
+        const parts = nm === 1 ? [read] : tf.split(read, nm, 0);
+        const pick = (name: MemoryName): tf.Tensor => parts[names.indexOf(name)];
+        const k = norm(at.k !== undefined ? xs[at.k] : pick('k')) as tf.Tensor3D; // [B H, L, dh]
+        const v = norm(at.v !== undefined ? xs[at.v] : pick('v')) as tf.Tensor3D;
+        const eta = tf.sigmoid(perHead(pick('eta').mean(-1), etaBias)).mul(o.etaMax) as tf.Tensor2D; // [B H, L]
+        const logAlpha = alphaBias
+          ? (tf.log(tf.sigmoid(perHead(pick('alpha').mean(-1), alphaBias)).mul(1 - o.alphaMin).add(o.alphaMin)) as tf.Tensor2D)
+          : (tf.zeros([n2, l]) as tf.Tensor2D); // [B H, L], <= 0
+        const q = at.q !== undefined ? xs[at.q] : norm(pick('q'));
+        // self-generated targets and inner gradients of every memory at the snapshot (Eqs. 84-85)
+        const kt = tileMem(k);
+        const { atK, vhat } = readKeysAndTargets(o.act, sw1, sw2, kt, tileMem(v));
+        const g = innerGradientsFromRead(o.act, o.innerLoss, sw1, atK, kt, vhat, o.gradClip);
+        const etaT = tileMem(eta);
+        const wr: SegmentWrites = {
+          k: stop(kt),
+          h: stop(g.h),
+          y2: stop(g.u.mul(etaT.expandDims(2)).neg() as tf.Tensor3D),
+          y1: stop(g.e.mul(etaT.expandDims(2)).neg() as tf.Tensor3D),
+          eta: stop(etaT),
+          logAlpha: stop(tileMem(logAlpha)),
+        };
+        const next = recur(stateOf(xs.slice(0, ns)), wr, ropts).state;
+        return [...stateList(next), k, v, eta, logAlpha, q, ...(o.sentinel ? names.map(pick) : [])];
       };
-      run1 = recur(run1, wr, ropts).state;
+      const res = run(chunk, [...stateList(run1), snap1.w1, snap1.w2, hm(xSegs[i]), w.etaBias, ...extras]);
+      run1 = stateOf(res.slice(0, ns));
+      outK.push(res[ns]);
+      outV.push(res[ns + 1]);
+      outEta.push(res[ns + 2]);
+      outLogA.push(res[ns + 3]);
+      outQ.push(res[ns + 4]);
+      if (o.sentinel) names.forEach((nmName, j) => readChecks[nmName].push(res[ns + 5 + j]));
       pos1 = (pos1 + l) % o.chunkSize;
       if (pos1 === 0) snap1 = { w1: run1.w1, w2: run1.w2 }; // chunk boundary: next chunk reads this state
     });
-    for (const nmName of names) perTokenChecks.push([nmName, readChecks[nmName]]);
+    const perTokenChecks: Array<[string, tf.Tensor[]]> = names.map((nmName) => [nmName, readChecks[nmName]]);
 
     // ---- Phase 2: M_mem, chunk size o.memChunkSize, reads o_t = M_mem,t(q_t) ----
-    const n2 = b * h;
     const flat2 = (a: tf.Tensor): tf.Tensor3D => a.reshape([n2, a.shape[2] as number, a.shape[3] as number]) as tf.Tensor3D;
     let run2: GroupWeights = { w1: flat2(s0.memW1), w2: flat2(s0.memW2) };
     if (o.momentum !== null) run2 = { ...run2, m1: flat2(s0.memM1), m2: flat2(s0.memM2) };
@@ -301,53 +353,59 @@ export function selfModifyingTitansForward(
     const p2 = s0.memClock.shape[1] as number;
     const lens2 = segmentLengths(t, o.memChunkSize, p2);
     const same = lens2.length === lens1.length && lens2.every((l, i) => l === lens1[i]);
-    const resplit = (parts: tf.Tensor[]): tf.Tensor[] => (same ? parts : splitLens(concatLens(parts), lens2));
+    // re-chunk head-major pieces [B H, L, (d)] through time-major (splits along the leading axis)
+    const resplit = (parts: tf.Tensor[]): tf.Tensor[] => {
+      if (same) return parts;
+      const toT = (a: tf.Tensor): tf.Tensor => (a.rank === 3 ? a.transpose([1, 0, 2]) : a.transpose()); // [L, B H, (d)]
+      const fromT = (a: tf.Tensor): tf.Tensor => (a.rank === 3 ? a.transpose([1, 0, 2]) : a.transpose());
+      return splitLens(concatLens(parts.map(toT)), lens2).map(fromT);
+    };
     const k2 = resplit(outK);
     const v2 = resplit(outV);
     const eta2 = resplit(outEta);
     const logA2 = resplit(outLogA);
     const q2 = resplit(outQ);
-    const heads3 = (a: tf.Tensor): tf.Tensor3D => {
-      const [l, , , d] = a.shape; // [L, B, H, d] -> [B H, L, d]
-      return a.transpose([1, 2, 0, 3]).reshape([n2, l, d]) as tf.Tensor3D;
-    };
-    const heads2 = (a: tf.Tensor): tf.Tensor2D => a.transpose([1, 2, 0]).reshape([n2, a.shape[0]]) as tf.Tensor2D;
-    const outO: tf.Tensor[] = [];
+    const outO: tf.Tensor[] = []; // per chunk [B H, L, dh]
     let pos2 = p2;
     lens2.forEach((l, i) => {
-      const k = heads3(k2[i]);
-      const vhat = readMemory(o.act, snap2.w1, snap2.w2, heads3(v2[i])).out;
-      const g = innerGradients(o.act, o.innerLoss, snap2.w1, snap2.w2, k, vhat, o.gradClip);
-      const eta = heads2(eta2[i]);
-      const wr: SegmentWrites = {
-        k: stop(k),
-        h: stop(g.h),
-        y2: stop(g.u.mul(eta.expandDims(2)).neg() as tf.Tensor3D),
-        y1: stop(g.e.mul(eta.expandDims(2)).neg() as tf.Tensor3D),
-        eta: stop(eta),
-        logAlpha: stop(heads2(logA2[i])),
-        q: heads3(q2[i]),
+      // one chunk: inputs [state (ns), snapshot w1, w2, k, v, eta, logAlpha, q]
+      const chunk = (xs: tf.Tensor[]): tf.Tensor[] => {
+        const sw1 = xs[ns] as tf.Tensor3D;
+        const sw2 = xs[ns + 1] as tf.Tensor3D;
+        const [k, v, eta, logA, q] = xs.slice(ns + 2) as [tf.Tensor3D, tf.Tensor3D, tf.Tensor2D, tf.Tensor2D, tf.Tensor3D];
+        const { atK, vhat } = readKeysAndTargets(o.act, sw1, sw2, k, v);
+        const g = innerGradientsFromRead(o.act, o.innerLoss, sw1, atK, k, vhat, o.gradClip);
+        const wr: SegmentWrites = {
+          k: stop(k),
+          h: stop(g.h),
+          y2: stop(g.u.mul(eta.expandDims(2)).neg() as tf.Tensor3D),
+          y1: stop(g.e.mul(eta.expandDims(2)).neg() as tf.Tensor3D),
+          eta: stop(eta),
+          logAlpha: stop(logA),
+          q,
+        };
+        const r = recur(stateOf(xs.slice(0, ns)), wr, ropts);
+        return [...stateList(r.state), r.o as tf.Tensor3D];
       };
-      const r = recur(run2, wr, ropts);
-      run2 = r.state;
-      outO.push((r.o as tf.Tensor3D).reshape([b, h, l, dh]).transpose([2, 0, 1, 3])); // [L, B, H, dh]
+      const res = run(chunk, [...stateList(run2), snap2.w1, snap2.w2, k2[i], v2[i], eta2[i], logA2[i], q2[i]]);
+      run2 = stateOf(res.slice(0, ns));
+      outO.push(res[ns]); // [B H, L, dh]
       pos2 = (pos2 + l) % o.memChunkSize;
       if (pos2 === 0) snap2 = { w1: run2.w1, w2: run2.w2 };
     });
     perTokenChecks.push(['mem', outO]);
 
-    const oAll = concatLens(outO); // [T, B, H, dh]
+    const oAll = concatLens(outO.map(tm)); // [T, B, H, dh]
     const y = tf.matMul(oAll.transpose([1, 0, 2, 3]).reshape([b * t, dm]) as tf.Tensor2D, w.outKernel as tf.Tensor2D).reshape([b, t, dm]) as tf.Tensor3D;
 
     if (o.sentinel) sentinel(o, perTokenChecks, t);
 
-    const un1 = (a: tf.Tensor): tf.Tensor => a.reshape([b, nm, h, a.shape[1] as number, a.shape[2] as number]);
     const un2 = (a: tf.Tensor): tf.Tensor => a.reshape([b, h, a.shape[1] as number, a.shape[2] as number]);
     const out: Record<string, tf.Tensor> = {
-      W1: un1(run1.w1),
-      W2: un1(run1.w2),
-      W1snap: un1(snap1.w1),
-      W2snap: un1(snap1.w2),
+      W1: fromGroup(run1.w1),
+      W2: fromGroup(run1.w2),
+      W1snap: fromGroup(snap1.w1),
+      W2snap: fromGroup(snap1.w2),
       clock: tf.zeros([b, pos1]),
       memW1: un2(run2.w1),
       memW2: un2(run2.w2),
@@ -356,8 +414,8 @@ export function selfModifyingTitansForward(
       memClock: tf.zeros([b, pos2]),
     };
     if (o.momentum !== null) {
-      out.M1 = un1(run1.m1 as tf.Tensor);
-      out.M2 = un1(run1.m2 as tf.Tensor);
+      out.M1 = fromGroup(run1.m1 as tf.Tensor);
+      out.M2 = fromGroup(run1.m2 as tf.Tensor);
       out.memM1 = un2(run2.m1 as tf.Tensor);
       out.memM2 = un2(run2.m2 as tf.Tensor);
     }
@@ -375,8 +433,8 @@ function sentinel(o: SmtOptions, checks: Array<[string, tf.Tensor[]]>, t: number
   const flags = tf.tidy(() =>
     tf.stack(
       checks.map(([, parts]) => {
-        const a = concatLens(parts); // [T, ...]
-        return tf.isFinite(a).all([...Array(a.rank).keys()].slice(1)).cast('float32'); // [T]
+        // per chunk piece [B H, L, d] -> [L] finite flags, concatenated along the stream
+        return tf.concat(parts.map((a) => tf.isFinite(a).all([0, 2]).cast('float32')), 0); // [T]
       }),
     ),
   ); // [checks, T]

@@ -121,90 +121,125 @@ function lowerFrom(l: number, f: (t: number, s: number) => number): tf.Tensor2D 
   return tf.tensor2d(m, [l, l]);
 }
 
-/** Chunk-parallel form of naiveSegment (see the file header for the algebra). */
+/** [N, 2 L, X] -> its first (i = 0) or second (i = 1) half along axis 1, as contiguous rows. */
+function halfRows(a: tf.Tensor, i: 0 | 1): tf.Tensor3D {
+  const [n, l2, x] = a.shape as [number, number, number];
+  const l = l2 / 2;
+  return a.reshape([n, 2, l * x]).slice([0, i, 0], [n, 1, l * x]).reshape([n, l, x]) as tf.Tensor3D;
+}
+
+/**
+ * Chunk-parallel form of naiveSegment (see the file header for the algebra). Products that share an
+ * operand are fused so each segment issues few batched matmuls (on wasm each costs one small XNNPACK
+ * call per N): the key and query rows go through one product with [W2_0 | M2_0], K K^T and Q K^T are
+ * one product, the W and M updates of each matrix are one product. The primed quantities (row t - 1)
+ * come from the unprimed ones without another exp: Gam'_ts = Gam_ts / alpha_t (s < t), so
+ * gamma'_t = gamma_t / alpha_t, Lam'_ts = (Lam_ts - mu^(t-s)) / alpha_t, rho'_t = (rho_t - mu^(t+1)) / alpha_t.
+ */
 export function chunkedSegment(s0: GroupWeights, wr: SegmentWrites, opts: RecurrenceOptions): SegmentResult {
   checkMomentumState(s0, opts, 'chunkedSegment');
   return tf.tidy(() => {
     const [n, l] = wr.eta.shape;
     const mu = opts.momentum;
+    const { w1: w10, w2: w20, m1: m10, m2: m20 } = s0;
+    const { k, h, y1, y2, q } = wr;
     const lower = lowerFrom(l, () => 1); // [L, L]
-    const strict = lower.sub(tf.eye(l)); // [L, L]
     const g = tf.cumsum(wr.logAlpha, 1); // [N, L], <= 0
-    const gPrev = g.sub(wr.logAlpha); // g_{t-1}, [N, L]
-    const diff = g.expandDims(2).sub(g.expandDims(1)); // g_t - g_s, [N, L, L]
-    const gam = tf.exp(diff.mul(lower)).mul(lower) as tf.Tensor3D; // Gam (exp only where t >= s)
-    const gamLast = tf.exp(g.slice([0, l - 1], [n, 1]).sub(g)); // Gam_{L,s}, [N, L]
-    const gammaLast = tf.exp(g.slice([0, l - 1], [n, 1])); // gamma_L, [N, 1]
+    const invAlpha = tf.exp(wr.logAlpha.neg()).expandDims(2); // 1 / alpha_t, [N, L, 1]
+    const gam = tf.exp(g.expandDims(2).sub(g.expandDims(1)).mul(lower)).mul(lower) as tf.Tensor3D; // Gam (exp only where t >= s), [N, L, L]
+    const gLast = g.slice([0, l - 1], [n, 1]); // [N, 1]
+    const gamLast = tf.exp(gLast.sub(g)).expandDims(2); // Gam_{L,s}, [N, L, 1]
+    const gammaLast = tf.exp(gLast).expandDims(2); // gamma_L, [N, 1, 1]
+    const gamma = tf.exp(g).expandDims(2); // gamma_t, [N, L, 1]
     let lam: tf.Tensor3D = gam; // Lam
-    let rho: tf.Tensor2D | null = null; // [N, L]
-    let muPowLast: tf.Tensor | null = null; // mu^(L-s), [L]
+    let lamPrev: tf.Tensor; // Lam', [N, L, L]
+    let rho: tf.Tensor | null = null; // [N, L, 1]
+    let rhoPrev: tf.Tensor | null = null; // [N, L, 1]
+    let muPowLast: tf.Tensor | null = null; // mu^(L-s), [1, L, 1]
     if (mu !== null) {
       const muMat = lowerFrom(l, (t, s) => Math.pow(mu, t - s)); // Mu, [L, L]
       const muPow = tf.tensor2d(Array.from({ length: l }, (_, j) => [Math.pow(mu, j + 1)]), [l, 1]); // mu^j, j = 1..L
-      const flat = (a: tf.Tensor3D): tf.Tensor2D => a.reshape([n * l, l]) as tf.Tensor2D;
-      lam = tf.matMul(flat(gam), muMat).reshape([n, l, l]) as tf.Tensor3D;
-      rho = tf.matMul(flat(gam), muPow).reshape([n, l]) as tf.Tensor2D;
-      muPowLast = tf.tensor1d(Array.from({ length: l }, (_, s) => Math.pow(mu, l - 1 - s)));
+      const flatGam = gam.reshape([n * l, l]) as tf.Tensor2D;
+      lam = tf.matMul(flatGam, muMat).reshape([n, l, l]) as tf.Tensor3D;
+      rho = tf.matMul(flatGam, muPow).reshape([n, l, 1]);
+      lamPrev = lam.sub(muMat).mul(invAlpha);
+      rhoPrev = rho.sub(muPow.reshape([1, l, 1])).mul(invAlpha);
+      muPowLast = tf.tensor3d(Array.from({ length: l }, (_, s) => Math.pow(mu, l - 1 - s)), [1, l, 1]);
+    } else {
+      lamPrev = gam.mul(lower.sub(tf.eye(l))).mul(invAlpha); // Gam'
     }
-    const lamLast = lam.slice([0, l - 1, 0], [n, 1, l]).reshape([n, l]); // Lam_{L,s}, [N, L]
-    const { w1: w10, w2: w20, m1: m10, m2: m20 } = s0;
-    const k = wr.k;
+    const lamLast = lam.slice([0, l - 1, 0], [n, 1, l]).reshape([n, l, 1]); // Lam_{L,s}, [N, L, 1]
 
-    // DGD write vectors d (Eq. 88's -eta W2_{t-1} k_t k_t^T term), [N, L, dhid]
-    let d: tf.Tensor3D | null = null;
+    // Rows that read W2_0 (and M2_0): the DGD right-hand side at keys (primed coefficients) and the
+    // retrieval pre-activation at queries: coef o (row [W2_0 | M2_0]^T) + (coefL o (row K^T)) Y2.
+    const w2cat = mu !== null ? tf.concat([w20, m20 as tf.Tensor3D], 2) : w20; // [N, dhid, dh (2)]
+    const scaled = (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor | null): tf.Tensor => (b ? tf.concat([x.mul(a), x.mul(b)], 2) : x.mul(a)); // [N, L, dh (2)]
+    const rowsIn: tf.Tensor[] = [];
+    const rowsW: tf.Tensor[] = [];
+    const rowsL: tf.Tensor[] = [];
     if (opts.dgd) {
-      const kk = tf.matMul(k, k, false, true); // [N, L, L]
-      const gamPrev = tf.exp(gPrev.expandDims(2).sub(g.expandDims(1)).mul(strict)).mul(strict); // Gam', [N, L, L]
-      let rhs = tf.matMul(k, w20, false, true).mul(tf.exp(gPrev).expandDims(2)); // gamma' o K W2_0^T, [N, L, dhid]
-      if (mu !== null) {
-        const muMat = lowerFrom(l, (t, s) => Math.pow(mu, t - s));
-        const lamPrev = tf.matMul(gamPrev.reshape([n * l, l]) as tf.Tensor2D, muMat).reshape([n, l, l]); // Lam'
-        const muPow = tf.tensor2d(Array.from({ length: l }, (_, j) => [Math.pow(mu, j + 1)]), [l, 1]);
-        const rhoPrev = tf.matMul(gamPrev.reshape([n * l, l]) as tf.Tensor2D, muPow).reshape([n, l, 1]); // rho'
-        rhs = rhs.add(tf.matMul(k, m20 as tf.Tensor3D, false, true).mul(rhoPrev));
-        rhs = rhs.add(tf.matMul(lamPrev.mul(kk) as tf.Tensor3D, wr.y2));
-      } else {
-        rhs = rhs.add(tf.matMul(gamPrev.mul(kk) as tf.Tensor3D, wr.y2));
+      rowsIn.push(k);
+      rowsW.push(scaled(k, gamma.mul(invAlpha), rhoPrev));
+      rowsL.push(lamPrev);
+    }
+    if (q) {
+      rowsIn.push(q);
+      rowsW.push(scaled(q, gamma, rho));
+      rowsL.push(lam);
+    }
+    let d: tf.Tensor3D | null = null; // DGD write vectors (Eq. 88's -eta W2_{t-1} k_t k_t^T term), [N, L, dhid]
+    let z: tf.Tensor | null = null; // W2_t q_t, [N, L, dhid]
+    if (rowsIn.length > 0) {
+      const two = rowsIn.length === 2;
+      const cat = (a: tf.Tensor[]): tf.Tensor => (two ? tf.concat(a, 1) : a[0]);
+      const sk = tf.matMul(cat(rowsIn) as tf.Tensor3D, k, false, true); // [K; Q] K^T, [N, L (2), L]
+      const pre = tf
+        .matMul(cat(rowsW) as tf.Tensor3D, w2cat, false, true)
+        .add(tf.matMul(cat(rowsL).mul(sk) as tf.Tensor3D, y2)); // [N, L (2), dhid]
+      if (opts.dgd) {
+        const rhs = (two ? halfRows(pre, 0) : pre).mul(wr.eta.expandDims(2)).neg() as tf.Tensor3D;
+        const beta = wr.eta.mul(tf.exp(wr.logAlpha.neg())) as tf.Tensor2D; // eta / alpha
+        const tInv = wyInverse(k, beta, g as tf.Tensor2D, 'blocked'); // (I + strict(diag(beta)(Gam o K K^T)))^-1
+        d = tf.matMul(tInv, rhs);
       }
-      rhs = rhs.mul(wr.eta.expandDims(2)).neg();
-      const beta = wr.eta.mul(tf.exp(wr.logAlpha.neg())) as tf.Tensor2D; // eta / alpha
-      const tInv = wyInverse(k, beta, g as tf.Tensor2D, 'blocked'); // (I + strict(diag(beta)(Gam o K K^T)))^-1
-      d = tf.matMul(tInv, rhs as tf.Tensor3D);
+      if (q) {
+        z = two ? halfRows(pre, 1) : pre;
+        if (d) z = z.add(tf.matMul(gam.mul(two ? halfRows(sk, 1) : sk) as tf.Tensor3D, d)); // + (Gam o Q K^T) D
+      }
     }
 
-    // Final state (t = L)
-    const rowScale = (a: tf.Tensor3D, s: tf.Tensor): tf.Tensor3D => a.mul(s.reshape(s.rank === 1 ? [1, l, 1] : [n, l, 1])) as tf.Tensor3D;
-    let w2 = w20.mul(gammaLast.expandDims(2)).add(tf.matMul(wr.y2, rowScale(k, lamLast), true, false)); // + Y2^T diag(Lam_L) K
-    let w1 = w10.mul(gammaLast.expandDims(2)).add(tf.matMul(wr.y1, rowScale(wr.h, lamLast), true, false));
-    if (d) w2 = w2.add(tf.matMul(d, rowScale(k, gamLast), true, false)); // + D^T diag(Gam_L) K
-    let m1: tf.Tensor | undefined;
-    let m2: tf.Tensor | undefined;
+    // Final state (t = L): W2 = gamma_L W2_0 + rho_L M2_0 + (diag(Lam_L) Y2 + diag(Gam_L) D)^T K,
+    // M2 = mu^L M2_0 + (diag(mu^(L-s)) Y2)^T K; W1, M1 alike with Y1, H (no DGD term).
+    let a2 = y2.mul(lamLast);
+    if (d) a2 = a2.add(d.mul(gamLast));
+    const a1 = y1.mul(lamLast);
+    let state: GroupWeights;
     if (mu !== null && rho && muPowLast) {
-      const rhoLast = rho.slice([0, l - 1], [n, 1]).expandDims(2); // [N, 1, 1]
-      w2 = w2.add((m20 as tf.Tensor3D).mul(rhoLast));
-      w1 = w1.add((m10 as tf.Tensor3D).mul(rhoLast));
+      const upd2 = tf.matMul(tf.concat([a2, y2.mul(muPowLast)], 2) as tf.Tensor3D, k, true, false); // [N, 2 dhid, dh]
+      const upd1 = tf.matMul(tf.concat([a1, y1.mul(muPowLast)], 2) as tf.Tensor3D, h, true, false); // [N, 2 dh, dhid]
+      const rhoLast = rho.slice([0, l - 1, 0], [n, 1, 1]); // [N, 1, 1]
       const muL = Math.pow(mu, l);
-      m2 = (m20 as tf.Tensor3D).mul(muL).add(tf.matMul(wr.y2, rowScale(k, muPowLast), true, false));
-      m1 = (m10 as tf.Tensor3D).mul(muL).add(tf.matMul(wr.y1, rowScale(wr.h, muPowLast), true, false));
+      state = {
+        w2: w20.mul(gammaLast).add((m20 as tf.Tensor3D).mul(rhoLast)).add(halfRows(upd2, 0)) as tf.Tensor3D,
+        w1: w10.mul(gammaLast).add((m10 as tf.Tensor3D).mul(rhoLast)).add(halfRows(upd1, 0)) as tf.Tensor3D,
+        m2: (m20 as tf.Tensor3D).mul(muL).add(halfRows(upd2, 1)) as tf.Tensor3D,
+        m1: (m10 as tf.Tensor3D).mul(muL).add(halfRows(upd1, 1)) as tf.Tensor3D,
+      };
+    } else {
+      state = {
+        w2: w20.mul(gammaLast).add(tf.matMul(a2 as tf.Tensor3D, k, true, false)) as tf.Tensor3D,
+        w1: w10.mul(gammaLast).add(tf.matMul(a1 as tf.Tensor3D, h, true, false)) as tf.Tensor3D,
+      };
     }
-    const state: GroupWeights =
-      mu !== null
-        ? { w1: w1 as tf.Tensor3D, w2: w2 as tf.Tensor3D, m1: m1 as tf.Tensor3D, m2: m2 as tf.Tensor3D }
-        : { w1: w1 as tf.Tensor3D, w2: w2 as tf.Tensor3D };
     const res: SegmentResult = { state };
 
-    if (wr.q) {
-      const q = wr.q;
-      const gamma = tf.exp(g).expandDims(2); // [N, L, 1]
-      const qk = tf.matMul(q, k, false, true); // [N, L, L]
-      // W2_t q_t
-      let z = tf.matMul(q, w20, false, true).mul(gamma).add(tf.matMul(lam.mul(qk) as tf.Tensor3D, wr.y2));
-      if (d) z = z.add(tf.matMul(gam.mul(qk) as tf.Tensor3D, d));
-      if (rho) z = z.add(tf.matMul(q, m20 as tf.Tensor3D, false, true).mul(rho.expandDims(2)));
+    if (q && z) {
+      // W1_t r_t = gamma_t W1_0 r_t + rho_t M1_0 r_t + sum_s Lam_ts y1_s (h_s . r_t), r_t = act(W2_t q_t)
       const r = activate(opts.act, z) as tf.Tensor3D; // [N, L, dhid]
-      // W1_t r_t
-      let o = tf.matMul(r, w10, false, true).mul(gamma).add(tf.matMul(lam.mul(tf.matMul(r, wr.h, false, true)) as tf.Tensor3D, wr.y1));
-      if (rho) o = o.add(tf.matMul(r, m10 as tf.Tensor3D, false, true).mul(rho.expandDims(2)));
+      const w1cat = mu !== null ? tf.concat([w10, m10 as tf.Tensor3D], 2) : w10; // [N, dh, dhid (2)]
+      const o = tf
+        .matMul(scaled(r, gamma, rho) as tf.Tensor3D, w1cat as tf.Tensor3D, false, true)
+        .add(tf.matMul(lam.mul(tf.matMul(r, h, false, true)) as tf.Tensor3D, y1));
       res.o = q.add(o) as tf.Tensor3D;
     }
     return res as unknown as tf.TensorContainer;

@@ -24,6 +24,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { stopGradient } from '../../../core/ops/stop-gradient';
+import { gradientsInBackward } from '../../../core/ops/checkpoint';
 import { splitAxis0, stackAxis0 } from './tf-util';
 import type { TitansRecurrenceInputs, TitansRecurrenceOptions, TitansRecurrenceOutputs } from './types';
 
@@ -111,22 +112,9 @@ function pick(x: tf.Tensor4D, ci: number): tf.Tensor3D {
   return tf.gather(x, [ci], 1).reshape([n, cw, e]) as tf.Tensor3D;
 }
 
-/**
- * Gradients of a scalar function inside a customGrad backward pass. tfjs 4.22's engine keeps one
- * `activeTape`; a tf.grads call during backprop replaces it and sets it to null when done, which would
- * break the outer backward pass. The outer tape is restored afterwards. Unconnected inputs get zeros.
- */
+/** Gradients of a scalar function inside a customGrad backward pass (see core/ops/checkpoint.ts). */
 function gradsInBackward(f: () => tf.Scalar, xs: tf.Tensor[]): tf.Tensor[] {
-  const eng = tf.engine();
-  const st = eng.state as unknown as { activeTape: unknown };
-  const outer = st.activeTape;
-  try {
-    const { value, grads } = eng.gradients(f, xs, undefined, true);
-    value.dispose();
-    return grads.map((g, i) => g ?? tf.zerosLike(xs[i]));
-  } finally {
-    st.activeTape = outer;
-  }
+  return gradientsInBackward(f, xs);
 }
 
 /** Runs the recurrence chunk by chunk with `block` (see the header). */
