@@ -13,6 +13,7 @@ import { PRESET_NAMES, loadPreset, loadRunConfig, type RunConfig } from './confi
 import { ByteTokenizer, loadCorpusText, type CorpusSpec } from './data';
 import { createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, nlRuntime, train, type Run } from './run';
 import { schemaText } from './schema';
+import { registerExp } from './exp';
 
 const intArg = (name: string) => (v: string): number => {
   const n = Number(v);
@@ -248,6 +249,7 @@ export function program(): Command {
       process.stdout.write(schemaText());
     });
 
+  registerExp(cmd);
   return cmd;
 }
 

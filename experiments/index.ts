@@ -1,0 +1,19 @@
+/** The experiments, by name (`nl exp <name>`), and the runner. */
+import { formalLanguages } from './formal-languages';
+import { mqar } from './mqar';
+import type { Experiment } from './types';
+
+export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
+  [formalLanguages.name]: formalLanguages,
+  [mqar.name]: mqar,
+};
+export const EXPERIMENT_NAMES: readonly string[] = Object.keys(EXPERIMENTS);
+
+export function getExperiment(name: string): Experiment<any> {
+  const e = EXPERIMENTS[name];
+  if (!e) throw new Error(`exp: unknown experiment '${name}' (known: ${EXPERIMENT_NAMES.join(', ')})`);
+  return e;
+}
+
+export { runExperiment, markdownTable, plotRows, type ResultFile, type Written } from './runner';
+export type { Experiment, ExperimentResult, Row, RunOpts, SizeName, PlotSpec } from './types';
