@@ -1,15 +1,18 @@
 /**
  * npm run bench -- optimizers
- * For each optimizer of plugins/optimizers on a ~1.07M-parameter MLP (784-1024-256-10 kernels and
- * biases, fixed random gradients): ms per optimizer step (applyGradients, blocked on by reading one
- * value back), the ratio to AdamW, and optimizer-state bytes / model bytes.
- * hope-tiny's parameters are not benchmarked: that model does not exist yet.
- * Options: --repeats=N (default 5), --backend=wasm|cpu (default NL_BACKEND or wasm).
+ * For each optimizer of plugins/optimizers on (a) a ~1.07M-parameter MLP (784-1024-256-10 kernels and
+ * biases) and (b) the parameter shapes of the hope-tiny preset's language model, with fixed random
+ * gradients: ms per optimizer step (applyGradients, blocked on by reading one value back), the ratio to
+ * AdamW, and optimizer-state bytes / model bytes. Cases are named '<model>/<optimizer>'.
+ * Options: --repeats=N (default 5), --backend=wasm|cpu (default NL_BACKEND or wasm),
+ * --models=mlp,hope-tiny (default both).
  */
 import * as tf from '@tensorflow/tfjs';
 import { NlTransformOptimizer, type TransformSpec } from '../core';
 import { selectBackend } from '../core/backend';
 import { registerOptimizerTransforms } from '../plugins/optimizers';
+import { languageModelConfig, loadPreset } from '../cli/config';
+import { LanguageModel } from '../plugins/hope';
 import { emit, progress, timeMs } from './lib';
 
 const SPECS: Record<string, TransformSpec> = {
@@ -24,7 +27,15 @@ const SPECS: Record<string, TransformSpec> = {
   m3: { transform: 'm3', config: { learningRate: 1e-3 } },
 };
 
-const SHAPES: number[][] = [[784, 1024], [1024], [1024, 256], [256], [256, 10], [10]];
+const MLP_SHAPES: number[][] = [[784, 1024], [1024], [1024, 256], [256], [256, 10], [10]];
+
+/** Shapes of the trainable variables of the hope-tiny preset's language model. */
+function hopeTinyShapes(): number[][] {
+  const lm = new LanguageModel(languageModelConfig(loadPreset('hope-tiny')));
+  const shapes = lm.nested.trainableVariables().map((v) => [...v.shape]);
+  lm.dispose();
+  return shapes;
+}
 
 export async function run(args: string[]): Promise<void> {
   const repeats = Number(args.find((a) => a.startsWith('--repeats='))?.split('=')[1] ?? 5);
@@ -32,12 +43,21 @@ export async function run(args: string[]): Promise<void> {
   const info = await selectBackend(backend);
   progress(info.reason);
   registerOptimizerTransforms();
-  const vars = SHAPES.map((s, i) => tf.variable(tf.randomNormal(s, 0, 0.05, 'float32', i), true, `benchOpt/p${i}`));
+  const models = (args.find((a) => a.startsWith('--models='))?.split('=')[1] ?? 'mlp,hope-tiny').split(',');
+  for (const model of models) {
+    if (model === 'mlp') await benchShapes('mlp', MLP_SHAPES, repeats);
+    else if (model === 'hope-tiny') await benchShapes('hope-tiny', hopeTinyShapes(), repeats);
+    else throw new Error(`--models: unknown model '${model}' (allowed: mlp, hope-tiny)`);
+  }
+}
+
+async function benchShapes(model: string, SHAPES: number[][], repeats: number): Promise<void> {
+  const vars = SHAPES.map((s, i) => tf.variable(tf.randomNormal(s, 0, 0.05, 'float32', i), true, `benchOpt/${model}/p${i}`));
   const grads = SHAPES.map((s, i) => tf.randomNormal(s, 0, 1e-3, 'float32', 100 + i));
   const gradMap: tf.NamedTensorMap = {};
   vars.forEach((v, i) => (gradMap[v.name] = grads[i]));
   const modelBytes = vars.reduce((a, v) => a + v.size * 4, 0);
-  progress(`optimizers: model ${modelBytes / 4} parameters, backend ${tf.getBackend()}`);
+  progress(`optimizers: ${model}, ${modelBytes / 4} parameters in ${SHAPES.length} tensors, backend ${tf.getBackend()}`);
   let adamMs = NaN;
   for (const [name, spec] of Object.entries(SPECS)) {
     const snapshot = vars.map((v) => v.clone());
@@ -49,10 +69,10 @@ export async function run(args: string[]): Promise<void> {
     const ms = await timeMs(step, { warmup: 2, repeats });
     if (name === 'adamw') adamMs = ms;
     const stateBytes = (await opt.getWeights()).filter((w) => w.name !== 'iter').reduce((a, w) => a + w.tensor.size * 4, 0);
-    emit({ suite: 'optimizers', case: name, metric: 'ms_per_step', value: ms, unit: 'ms', params: modelBytes / 4 });
-    emit({ suite: 'optimizers', case: name, metric: 'ratio_to_adamw', value: ms / adamMs, unit: 'x' });
-    emit({ suite: 'optimizers', case: name, metric: 'state_bytes_per_model_byte', value: stateBytes / modelBytes, unit: 'ratio' });
-    progress(`${name}: ${ms.toFixed(1)} ms/step (${(ms / adamMs).toFixed(2)}x AdamW), state/model ${(stateBytes / modelBytes).toFixed(3)}`);
+    emit({ suite: 'optimizers', case: `${model}/${name}`, metric: 'ms_per_step', value: ms, unit: 'ms', params: modelBytes / 4 });
+    emit({ suite: 'optimizers', case: `${model}/${name}`, metric: 'ratio_to_adamw', value: ms / adamMs, unit: 'x' });
+    emit({ suite: 'optimizers', case: `${model}/${name}`, metric: 'state_bytes_per_model_byte', value: stateBytes / modelBytes, unit: 'ratio' });
+    progress(`${model}/${name}: ${ms.toFixed(1)} ms/step (${(ms / adamMs).toFixed(2)}x AdamW), state/model ${(stateBytes / modelBytes).toFixed(3)}`);
     opt.dispose();
     vars.forEach((v, i) => v.assign(snapshot[i]));
     tf.dispose(snapshot);
