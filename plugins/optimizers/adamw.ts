@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
 import { checkOptions } from '../../core/transforms/validate';
-import { ADAM_OPTIONS, adamStep, need, readAdam } from './util';
+import { ADAM_OPTIONS, adamSlotStep, readAdam } from './util';
 
 export interface AdamWConfig {
   /** Step size >= 0. */
@@ -43,12 +43,7 @@ export function adamw(config: AdamWConfig, path = 'adamw'): GradientTransform {
         const updates: NamedTensors = {};
         const next: NamedTensors = {};
         for (const [n, g] of Object.entries(grads)) {
-          const km = stateKey(n, 'm');
-          const kv = stateKey(n, 'v');
-          const r = adamStep(g, need(state, km, 'adamw'), need(state, kv, 'adamw'), params[n], step, a);
-          updates[n] = r.update;
-          next[km] = r.m;
-          next[kv] = r.v;
+          adamSlotStep(n, g, state, params, step, a, 'adamw', '', updates, next);
         }
         return { updates, state: next };
       }),

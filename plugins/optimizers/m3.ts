@@ -16,7 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
 import { checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
-import { adamStep, asMatrix, need, newtonSchulz, readAdam } from './util';
+import { adamSlotStep, asMatrix, need, newtonSchulz, readAdam } from './util';
 
 export type M3Momentum = 'accumulate' | 'ema';
 export const M3_MOMENTA: readonly M3Momentum[] = ['accumulate', 'ema'];
@@ -89,12 +89,7 @@ export function m3(config: M3Config, path = 'm3'): GradientTransform {
         const next: NamedTensors = {};
         for (const [n, g] of Object.entries(grads)) {
           if (g.rank < 2) {
-            const km = stateKey(n, 'adam/m');
-            const kv = stateKey(n, 'adam/v');
-            const r = adamStep(g, need(state, km, who), need(state, kv, who), params[n], step, adam);
-            updates[n] = r.update;
-            next[km] = r.m;
-            next[kv] = r.v;
+            adamSlotStep(n, g, state, params, step, adam, who, 'adam/', updates, next);
             continue;
           }
           const k = (slot: string): string => stateKey(n, slot);

@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
 import { booleanField, checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
-import { adamStep, asMatrix, need, newtonSchulz, readAdam } from './util';
+import { adamSlotStep, asMatrix, need, newtonSchulz, readAdam } from './util';
 
 export type OrthoScale = 'rms' | 'spectral' | 'none';
 export const ORTHO_SCALES: readonly OrthoScale[] = ['rms', 'spectral', 'none'];
@@ -83,12 +83,7 @@ export function muon(config: MuonConfig, path = 'muon'): GradientTransform {
         const next: NamedTensors = {};
         for (const [n, g] of Object.entries(grads)) {
           if (g.rank < 2) {
-            const km = stateKey(n, 'adam/m');
-            const kv = stateKey(n, 'adam/v');
-            const r = adamStep(g, need(state, km, who), need(state, kv, who), params[n], step, adam);
-            updates[n] = r.update;
-            next[km] = r.m;
-            next[kv] = r.v;
+            adamSlotStep(n, g, state, params, step, adam, who, 'adam/', updates, next);
             continue;
           }
           const key = stateKey(n, 'm');

@@ -107,6 +107,31 @@ export function adamStep(
   return { update: tf.mul(dir, -a.learningRate), m: m1, v: v1 };
 }
 
+/**
+ * One AdamW step for parameter `n` whose moments live in the slots `<prefix>m` and `<prefix>v` of
+ * `state` (prefix '' for AdamW itself, 'adam/' for the 1-D fallback of Muon and M3): writes the update
+ * into `updates[n]` and the new moments into `next`.
+ */
+export function adamSlotStep(
+  n: string,
+  g: tf.Tensor,
+  state: NamedTensors,
+  params: NamedTensors,
+  step: number,
+  a: AdamParams,
+  who: string,
+  prefix: '' | 'adam/',
+  updates: NamedTensors,
+  next: NamedTensors,
+): void {
+  const km = stateKey(n, `${prefix}m`);
+  const kv = stateKey(n, `${prefix}v`);
+  const r = adamStep(g, need(state, km, who), need(state, kv, who), params[n], step, a);
+  updates[n] = r.update;
+  next[km] = r.m;
+  next[kv] = r.v;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Preconditioners (Eq. 47's P; Eqs. 38-41 for the learned one)
 
