@@ -16,8 +16,8 @@ const D = 16;
 const CMS_LEVELS = [{ period: 4, learningRate: 0.1 }, { period: 0 }];
 
 function config(kind: BlockKind, blocks = 1): LanguageModelConfig {
-  // Titans' chunked form does not yet carry a partial chunk across calls (plugin titans, known gap): chunk 1 keeps calls splittable.
-  const chunkSize = kind === 'titans' ? 1 : 4;
+  // chunk 4 with 9-token calls: token-by-token calls cut every chunk, so the carried partial chunks are exercised
+  const chunkSize = 4;
   return { vocabSize: V, dModel: D, blocks: Array.from({ length: blocks }, () => blockSpec(kind, { numHeads: 2, chunkSize, cmsLevels: CMS_LEVELS })) };
 }
 
