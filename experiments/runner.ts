@@ -50,7 +50,7 @@ export async function plotRows(exp: Experiment, rows: Row[]): Promise<string> {
   const vega = await import('vega');
   const encoding = {
     x: { field: p.x, type: p.xType ?? 'quantitative', title: p.x },
-    y: { field: p.y, type: 'quantitative', title: p.y, scale: { domain: [0, 1] } },
+    y: { field: p.y, type: 'quantitative', title: p.y, scale: p.yScale === 'auto' ? { zero: false } : { domain: [0, 1] } },
     color: { field: p.color, type: 'nominal' },
   };
   const unit = { mark: p.mark === 'bar' ? { type: 'bar' } : { type: 'line', point: true }, encoding, width: 120, height: 160 };

@@ -29,6 +29,8 @@ export interface PlotSpec {
   facet?: string;
   xType?: 'quantitative' | 'nominal' | 'ordinal';
   mark?: 'line' | 'bar';
+  /** y scale: default domain [0, 1] (accuracies); 'auto' fits the data without forcing zero (e.g. bits per byte). */
+  yScale?: 'unit' | 'auto';
   title: string;
 }
 
