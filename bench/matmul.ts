@@ -1,12 +1,13 @@
 /**
- * npm run bench -- matmul [--sizes=256,512,1024] [--repeats=3 (minimum)] [--no-small]
+ * npm run bench -- matmul [--sizes=256,512,1024] [--repeats=3 (minimum)] [--no-small] [--no-large]
  *
  * GFLOP/s of plain, transposeA, transposeB and batched [8,n,n]x[8,n,n] products on
  *   wasm without the project kernels (built-in), wasm with them (project), cpu (n <= 512 only),
  * plus one ratio row per n and variant: per-product time with project kernels / plain time
  * (target <= 1.5). A second table times small batched products (the HOPE-style many-small-matmuls
- * case) on the built-in kernel and on each route of the project kernel, which is what the route cost
- * model in core/backend/kernels/batch-mat-mul.ts was fitted on.
+ * case, every transpose combination) on the built-in kernel and on each route of the project kernel
+ * (auto, xnnpack, gemm = the project SIMD kernel, scalar), with the cost model's estimate per route:
+ * what MATMUL_COST_NS in core/backend/kernels/batch-mat-mul.ts was fitted on.
  *
  * wasm and cpu run kernels synchronously inside the op call, so timing the call (then disposing)
  * measures the compute; the machine may be shared, so rows are medians (see bench/lib.ts).
@@ -14,7 +15,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend/select';
 import { registerProjectKernels, unregisterProjectKernels } from '../core/backend/kernels';
-import { setMatMulRoute, type ProductRoute } from '../core/backend/kernels/batch-mat-mul';
+import { estimateRoutes, gemmAvailable, matMulGeometry, setMatMulRoute, type ProductRoute } from '../core/backend/kernels/batch-mat-mul';
+import { asWasmBackend } from '../core/backend/kernels/wasm-internals';
 import { emit, progress, timeMs } from './lib';
 
 type Variant = 'plain' | 'transposeA' | 'transposeB' | 'batched';
@@ -131,8 +133,15 @@ function interleavedMedians(
   return { first: median(tf1), second: median(tf2), firstMin: Math.min(...tf1), secondMin: Math.min(...tf2) };
 }
 
-/** [batch, m, k, n] products small enough that per-call overheads decide the winner. */
+/**
+ * [batch, m, k, n] products small enough that per-call overheads decide the winner; the first rows
+ * are the per-chunk products of the chunked linear-attention / Titans plugins (C = 64, head dim 32).
+ */
 const SMALL: ReadonlyArray<[number, number, number, number]> = [
+  [16, 64, 32, 64],
+  [16, 64, 64, 32],
+  [16, 32, 64, 32],
+  [16, 64, 32, 32],
   [64, 8, 8, 8],
   [64, 16, 16, 16],
   [64, 16, 32, 16],
@@ -141,50 +150,80 @@ const SMALL: ReadonlyArray<[number, number, number, number]> = [
   [64, 1, 64, 64],
   [64, 64, 64, 1],
   [16, 128, 32, 128],
+  [4, 128, 128, 128],
+  [1, 256, 256, 256],
 ];
 
+const TRANSPOSES: ReadonlyArray<[boolean, boolean]> = [
+  [false, false],
+  [false, true],
+  [true, false],
+  [true, true],
+];
+
+/**
+ * Small batched products, every transpose combination, on the built-in kernel and on each route of
+ * the project kernel (auto, xnnpack, gemm, scalar). Settings are timed round-robin (one sample of
+ * each per round) so load from other processes hits them alike; each row also carries the cost
+ * model's estimate for its route (est_us), the numbers MATMUL_COST_NS was fitted to.
+ */
 async function smallProducts(repeats: number): Promise<void> {
   await selectBackend('wasm');
   const settings: Array<{ kernels: 'builtin' | 'project'; route: ProductRoute }> = [
     { kernels: 'builtin', route: 'auto' },
     { kernels: 'project', route: 'auto' },
     { kernels: 'project', route: 'xnnpack' },
+    { kernels: 'project', route: 'gemm' },
     { kernels: 'project', route: 'scalar' },
   ];
+  const gemmHere = gemmAvailable(asWasmBackend(tf.backend(), 'bench'));
   for (const [batch, m, k, n] of SMALL) {
-    const a = tf.randomNormal([batch, m, k], 0, 1, 'float32', 3);
-    const b = tf.randomNormal([batch, k, n], 0, 1, 'float32', 4);
-    const bt = tf.randomNormal([batch, n, k], 0, 1, 'float32', 5);
-    for (const { kernels, route } of settings) {
-      if (kernels === 'builtin') unregisterProjectKernels();
-      setMatMulRoute(route);
-      try {
-        for (const transposeB of [false, true]) {
-          const rhs = transposeB ? bt : b;
-          // Many calls per sample: single calls are tens of microseconds.
-          const calls = 20;
-          const ms = await timeMs(() => {
-            for (let i = 0; i < calls; i++) tf.matMul(a, rhs, false, transposeB).dispose();
-          }, { warmup: 1, repeats });
-          const us = (ms * 1000) / calls;
-          emit({
-            suite: 'matmul',
-            case: `small [${batch},${m},${k}]x[${batch},${k},${n}]${transposeB ? ' tB' : ''}`,
-            metric: 'us_per_call',
-            value: +us.toFixed(1),
-            unit: 'us',
-            backend: 'wasm',
-            kernels,
-            route,
-            gflops: +((2 * batch * m * k * n) / (us * 1e3)).toFixed(3),
-          });
-        }
-      } finally {
-        setMatMulRoute('auto');
-        if (kernels === 'builtin') registerProjectKernels('wasm');
+    for (const [ta, tb] of TRANSPOSES) {
+      const a = tf.randomNormal(ta ? [batch, k, m] : [batch, m, k], 0, 1, 'float32', 3);
+      const b = tf.randomNormal(tb ? [batch, n, k] : [batch, k, n], 0, 1, 'float32', 4);
+      const g = matMulGeometry(a.shape, b.shape, ta, tb, 'bench');
+      const est = estimateRoutes(g, ta, tb, gemmHere);
+      const macs = batch * m * k * n;
+      // Calls per sample: about 2 ms of the fastest route.
+      const calls = Math.max(1, Math.min(50, Math.round(2e6 / (macs * 0.12 + 2000))));
+      const label = `small [${batch},${m},${k}]x[${batch},${k},${n}]${ta ? ' tA' : ''}${tb ? ' tB' : ''}`;
+      progress(label);
+      const samples = settings.map(() => [] as number[]);
+      for (let round = 0; round <= repeats; round++) {
+        settings.forEach(({ kernels, route }, si) => {
+          if (route === 'gemm' && !gemmHere) return;
+          if (kernels === 'builtin') unregisterProjectKernels();
+          setMatMulRoute(route);
+          try {
+            const t0 = process.hrtime.bigint();
+            for (let i = 0; i < calls; i++) tf.matMul(a, b, ta, tb).dispose();
+            const us = Number(process.hrtime.bigint() - t0) / 1e3 / calls;
+            if (round > 0) samples[si].push(us); // round 0 warms up (operator caches, JIT)
+          } finally {
+            setMatMulRoute('auto');
+            if (kernels === 'builtin') registerProjectKernels('wasm');
+          }
+        });
       }
+      settings.forEach(({ kernels, route }, si) => {
+        if (samples[si].length === 0) return;
+        const us = [...samples[si]].sort((x, y) => x - y)[Math.floor(samples[si].length / 2)];
+        const estimate = route === 'xnnpack' || route === 'gemm' || route === 'scalar' ? est[route] / 1e3 : undefined;
+        emit({
+          suite: 'matmul',
+          case: label,
+          metric: 'us_per_call',
+          value: +us.toFixed(1),
+          unit: 'us',
+          backend: 'wasm',
+          kernels,
+          route,
+          gflops: +((2 * macs) / (us * 1e3)).toFixed(3),
+          ...(estimate === undefined ? {} : { est_us: +estimate.toFixed(1) }),
+        });
+      });
+      tf.dispose([a, b]);
     }
-    tf.dispose([a, b, bt]);
   }
 }
 
@@ -195,7 +234,7 @@ export async function run(args: string[]): Promise<void> {
   if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`matmul bench: --repeats must be a positive integer, got ${option(args, 'repeats')}`);
   const previous = tf.getBackend();
   try {
-    await largeProducts(sizes, repeats);
+    if (!args.includes('--no-large')) await largeProducts(sizes, repeats);
     if (!args.includes('--no-small')) await smallProducts(Math.max(repeats, 5));
   } finally {
     if (tf.findBackend('wasm') != null) registerProjectKernels('wasm');

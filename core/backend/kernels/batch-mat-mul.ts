@@ -29,6 +29,7 @@ import {
   type WasmModule,
 } from './wasm-internals';
 import { preluBroadcast, preluTrailingCompatible } from './prelu';
+import { gemmKernel, gemmUnavailableReason, type GemmKernel } from './gemm/instance';
 
 /** Activations _FusedMatMul accepts (tfjs-core fused_types Activation). */
 export type FusedActivation = 'linear' | 'relu' | 'relu6' | 'elu' | 'sigmoid' | 'leakyrelu' | 'prelu';
@@ -181,16 +182,27 @@ function weightShapeIsSafe(b: tf.TensorInfo, k: number, n: number): boolean {
   return seen === key;
 }
 
-/** Tile edge of the blocked transpose: a 16x16 float tile of source and destination fits in L1. */
+/** Heap byte offset of a tensor's data. */
+function offsetOf(backend: WasmBackend, info: tf.TensorInfo): number {
+  return backend.dataIdMap.get(info.dataId).memoryOffset;
+}
+
+/** Tile edge of the JS blocked transpose (fallback when gemm.wasm cannot load). */
 const TRANSPOSE_TILE = 16;
 
 /**
- * [batch, rows, cols] -> [batch, cols, rows] as a new float32 tensor. A blocked loop over the heap:
- * about twice as fast as the wasm Transpose kernel at power-of-two sizes (256^2: 0.17 vs 0.38 ms),
- * whose plain strided loop thrashes the cache there.
+ * [batch, rows, cols] -> [batch, cols, rows] as a new float32 tensor. With gemm.wasm: its SIMD blocked
+ * transpose; otherwise a blocked JS loop over the heap (about twice as fast as the wasm Transpose
+ * kernel at power-of-two sizes, whose plain strided loop thrashes the cache there).
  */
 function transposeLast2(backend: WasmBackend, x: tf.TensorInfo, batch: number, rows: number, cols: number): tf.TensorInfo {
   const out = backend.makeOutput([batch, cols, rows], 'float32');
+  const kernel = gemmKernel(backend.wasm);
+  if (kernel !== null) {
+    // The SIMD blocked transpose of gemm.c (4x4 register transposes in 32x32 tiles), in place on the heap.
+    kernel.exports.transpose_last2(offsetOf(backend, x), offsetOf(backend, out), batch, rows, cols);
+    return out;
+  }
   // Views taken after the allocation above (which may grow the heap and detach older views).
   const src = backend.typedArrayFromHeap(x) as Float32Array;
   const dst = backend.typedArrayFromHeap(out) as Float32Array;
@@ -216,7 +228,9 @@ function transposeLast2(backend: WasmBackend, x: tf.TensorInfo, batch: number, r
  * thread); `npm run bench -- matmul` prints the small-shape comparison it is based on. An XNNPACK
  * call on fresh weights pays a fixed cost (views, operator create/delete) plus packing of the k x n
  * weights, which dominates when few rows share them (m = 1: 64x64 weights cost ~23 us to pack for a
- * 4096-MAC product the scalar loop does in ~6 us).
+ * 4096-MAC product the scalar loop does in ~6 us). The project GEMM (gemm/gemm.c) is one call for the
+ * whole batch, packs each distinct B slice once (cheap SIMD copy, transposed or not) and reads A in
+ * place, transposed or not.
  */
 export const MATMUL_COST_NS = {
   /** Per XNNPACK call: views, operator creation and deletion. */
@@ -227,55 +241,146 @@ export const MATMUL_COST_NS = {
   xnnPerMac: 0.14,
   /** Output columns per XNNPACK micro-kernel tile: n = 1 costs as much as n = 8. */
   xnnColumnTile: 8,
-  /** Per element moved by the Transpose kernel. */
+  /** Per element moved by the JS blocked transpose (fallback when gemm.wasm is unavailable). */
   transposePerElement: 6,
+  /** Per element moved by gemm.wasm's SIMD transpose (used for XNNPACK's transposed operands). */
+  transposeSimdPerElement: 0.6,
   /** Per call of the built-in scalar loop. */
   scalarCall: 1500,
   /** Per multiply-add in the built-in scalar loop (~0.7-1.3 GFLOP/s). */
   scalarPerMac: 1.5,
+  /** Per gemm.wasm call: JS routing, slice-index table, scratch malloc/free. */
+  gemmCall: 1500,
+  /** Per element of op(B) packed into 8-column panels, once per distinct B slice. */
+  gemmPackPerWeight: 0.5,
+  /** Per multiply-add of the 4x8 SIMD micro-kernel, counting n rounded up to 8 columns. */
+  gemmPerMac: 0.05,
+  /** Output columns per gemm.wasm panel. */
+  gemmColumnTile: 8,
+  /** A^T slices with at least this many elements are transposed into scratch first (see gemm.c). */
+  gemmPackAMinElements: 1 << 19,
 };
 
-/** Estimated ns of both routes for one product (see MATMUL_COST_NS). */
-export function estimateRoutes(g: MatMulGeometry, transposeA: boolean, transposeB: boolean): { xnnpack: number; scalar: number } {
+/** Estimated ns of each route for one product (see MATMUL_COST_NS); gemm is Infinity when gemm.wasm is not loaded. */
+export function estimateRoutes(
+  g: MatMulGeometry,
+  transposeA: boolean,
+  transposeB: boolean,
+  gemmAvailable = true,
+): { xnnpack: number; gemm: number; scalar: number } {
   const c = MATMUL_COST_NS;
   const macs = g.outBatch * g.m * g.k * g.n;
   const xnnMacs = g.outBatch * g.m * g.k * Math.ceil(g.n / c.xnnColumnTile) * c.xnnColumnTile;
   // b's packed weights persist across calls only when b is used as is (plain, one slice).
   const bPersistent = g.batchB === 1 && !transposeB;
   const calls = g.batchB === 1 ? 1 : g.outBatch;
+  const perTransposed = gemmAvailable ? c.transposeSimdPerElement : c.transposePerElement;
   const xnnpack =
-    (transposeA ? g.batchA * g.m * g.k * c.transposePerElement : 0) +
-    (transposeB ? g.batchB * g.k * g.n * c.transposePerElement : 0) +
+    (transposeA ? g.batchA * g.m * g.k * perTransposed : 0) +
+    (transposeB ? g.batchB * g.k * g.n * perTransposed : 0) +
     calls * (c.xnnCall + (bPersistent ? 0 : g.k * g.n * c.xnnPackPerWeight)) +
     xnnMacs * c.xnnPerMac;
   const scalar = c.scalarCall + macs * c.scalarPerMac;
-  return { xnnpack, scalar };
+  const nPad = Math.ceil(g.n / c.gemmColumnTile) * c.gemmColumnTile;
+  // B is re-packed whenever its slice index changes along the output batch: once per slice when
+  // batchB is 1 or full; at most once per output slice for mixed broadcasts.
+  const packs = g.batchB === 1 ? 1 : g.outBatch;
+  const gemm = gemmAvailable
+    ? c.gemmCall + packs * g.k * nPad * c.gemmPackPerWeight + g.outBatch * g.m * g.k * nPad * c.gemmPerMac
+    : Infinity;
+  return { xnnpack, gemm, scalar };
 }
 
-/** Which implementation fastProduct uses; 'auto' picks the cheaper by estimateRoutes (tests force each route). */
-export type ProductRoute = 'auto' | 'xnnpack' | 'scalar';
+/**
+ * Which implementation fastProduct uses; 'auto' picks the cheapest by estimateRoutes (tests force
+ * each route). 'gemm' is the project SIMD kernel (gemm/gemm.c), 'xnnpack' the built-in fully-connected
+ * operator on materialised slices, 'scalar' the built-in blocked scalar loop.
+ */
+export type ProductRoute = 'auto' | 'xnnpack' | 'gemm' | 'scalar';
+const ROUTES: readonly ProductRoute[] = ['auto', 'xnnpack', 'gemm', 'scalar'];
 
 let defaultRoute: ProductRoute = 'auto';
 
 /**
  * Diagnostics knob for tests and benchmarks: forces the route the registered kernels use ('auto'
- * restores the size rule). Returns the previous setting. 'scalar' throws for broadcasts it cannot do.
+ * restores the cost model). Returns the previous setting. 'scalar' throws for broadcasts it cannot
+ * do; 'gemm' throws when gemm.wasm cannot be loaded into the backend (the message says why).
  */
 export function setMatMulRoute(route: ProductRoute): ProductRoute {
-  if (!['auto', 'xnnpack', 'scalar'].includes(route)) {
-    throw new Error(`setMatMulRoute: route must be 'auto' | 'xnnpack' | 'scalar', got '${String(route)}'`);
+  if (!ROUTES.includes(route)) {
+    throw new Error(`setMatMulRoute: route must be ${ROUTES.map((r) => `'${r}'`).join(' | ')}, got '${String(route)}'`);
   }
   const previous = defaultRoute;
   defaultRoute = route;
   return previous;
 }
 
+/** True when the project GEMM module runs in this backend (it loads on first use). */
+export function gemmAvailable(backend: WasmBackend): boolean {
+  return gemmKernel(backend.wasm) !== null;
+}
+
+/**
+ * Fills idx[o] (o < outBatch) with the A and B slice indices of output slice o under per-axis
+ * broadcasting (same odometer as batchRuns).
+ */
+function fillSliceIndices(g: MatMulGeometry, heap: Int32Array, aAt: number, bAt: number): void {
+  if (g.batchA === g.outBatch && g.batchB === g.outBatch) {
+    for (let o = 0; o < g.outBatch; o++) heap[aAt + o] = heap[bAt + o] = o;
+    return;
+  }
+  let o = 0;
+  for (const run of batchRuns(g.aBatchShape, g.bBatchShape, g.outBatchShape)) {
+    for (let j = 0; j < run.count; j++, o++) {
+      heap[aAt + o] = run.a + j;
+      heap[bAt + o] = run.b;
+    }
+  }
+}
+
+/**
+ * out (allocated, [outBatch, m, n]) = op(a) @ op(b) with gemm.wasm: one call for the whole batch on the
+ * tensors' heap blocks. Scratch (packed B panels + slice-index tables) is malloc'd from tfjs and freed
+ * before returning, also on error.
+ */
+function gemmProduct(
+  backend: WasmBackend,
+  kernel: GemmKernel,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  out: tf.TensorInfo,
+  transposeA: boolean,
+  transposeB: boolean,
+  g: MatMulGeometry,
+): void {
+  const { m, k, n } = g;
+  const packA = transposeA && m * k >= MATMUL_COST_NS.gemmPackAMinElements ? 1 : 0;
+  const packFloats = kernel.exports.gemm_scratch_floats(m, k, n, packA);
+  const bytes = (packFloats + 2 * g.outBatch) * 4 + 16;
+  const ptr = kernel.malloc(bytes);
+  if (ptr === 0) throw new Error(`BatchMatMul: gemm route could not allocate ${bytes} bytes of scratch`);
+  try {
+    const scratch = (ptr + 15) & ~15;
+    const aIdx = scratch + packFloats * 4;
+    const bIdx = aIdx + g.outBatch * 4;
+    // Heap view taken after the malloc above (memory growth replaces the buffer).
+    fillSliceIndices(g, kernel.heap32(), aIdx >> 2, bIdx >> 2);
+    kernel.exports.gemm_batched(
+      offsetOf(backend, a), offsetOf(backend, b), offsetOf(backend, out), aIdx, bIdx, g.outBatch,
+      m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0, packA, scratch,
+    );
+  } finally {
+    kernel.free(ptr);
+  }
+}
+
 /**
  * out = a @ b (with transposes and broadcast batch dims); returns a new float32 tensor
- * [...outBatchShape, m, n]. Inputs must be float32. Large slices run on XNNPACK (transposes
- * materialised, batches folded into rows or looped over zero-copy views); products the cost model
- * says are cheaper on the built-in scalar loop (tiny slices, or single rows against fresh weights)
- * run there in one call when the broadcast is simple (each batch either 1 or full).
+ * [...outBatchShape, m, n]. Inputs must be float32. The route is the cheapest by estimateRoutes:
+ * gemm.wasm (one SIMD call for the whole batch, transposes read in place; small and mid-size
+ * products), XNNPACK (transposes materialised, batches folded into rows or looped over zero-copy
+ * views; large products and persistent weights), or the built-in scalar loop (tiny products, when
+ * the broadcast is simple: each batch either 1 or full).
  */
 export function fastProduct(
   backend: WasmBackend,
@@ -303,12 +408,28 @@ export function fastProduct(
   // With no transpose and no batch the C entry point goes to XNNPACK itself (and its per-b-id
   // operator cache): leave that case to the branch below, which guards the cache.
   const cGoesToXnn = !transposeA && !transposeB && g.batchA === 1 && g.batchB === 1;
-  let useScalar = route === 'scalar' && !cGoesToXnn;
-  if (route === 'auto' && simpleBroadcast && !cGoesToXnn) {
-    const cost = estimateRoutes(g, transposeA, transposeB);
-    useScalar = cost.scalar < cost.xnnpack;
+  const kernel = gemmKernel(backend.wasm);
+  let chosen: 'xnnpack' | 'gemm' | 'scalar' = route === 'auto' ? 'xnnpack' : route;
+  if (chosen === 'scalar' && cGoesToXnn) chosen = 'xnnpack';
+  if (route === 'gemm' && kernel === null) {
+    backend.disposeData(out.dataId);
+    throw new Error(`BatchMatMul: the gemm route is unavailable: ${gemmUnavailableReason(backend.wasm) ?? 'unknown reason'}`);
   }
-  if (useScalar) {
+  if (route === 'auto') {
+    const cost = estimateRoutes(g, transposeA, transposeB, kernel !== null);
+    if (cost.gemm < cost.xnnpack) chosen = 'gemm';
+    if (simpleBroadcast && !cGoesToXnn && cost.scalar < Math.min(cost.xnnpack, cost.gemm)) chosen = 'scalar';
+  }
+  if (chosen === 'gemm' && kernel !== null) {
+    try {
+      gemmProduct(backend, kernel, a, b, out, transposeA, transposeB, g);
+    } catch (e) {
+      backend.disposeData(out.dataId);
+      throw e;
+    }
+    return out;
+  }
+  if (chosen === 'scalar') {
     const aStored = transposeA ? [g.batchA, k, m] : [g.batchA, m, k];
     const bStored = transposeB ? [g.batchB, n, k] : [g.batchB, k, n];
     cBatchMatMul(backend)(idOf(backend, a), shapeBytes(aStored), 3, idOf(backend, b), shapeBytes(bStored), 3, transposeA, transposeB, idOf(backend, out));

@@ -158,7 +158,7 @@ describe('project kernels (wasm vs cpu)', function () {
       ['medium slices (XNNPACK in auto)', [3, 20, 24], [3, 24, 20], false, false],
       ['medium slices transposed', [3, 24, 20], [3, 20, 24], true, true],
     ];
-    const routes: ProductRoute[] = ['auto', 'xnnpack', 'scalar'];
+    const routes: ProductRoute[] = ['auto', 'xnnpack', 'gemm', 'scalar'];
     for (const route of routes) {
       describe(`route ${route}`, () => {
         before(() => setMatMulRoute(route));
@@ -189,7 +189,7 @@ describe('project kernels (wasm vs cpu)', function () {
     it('broadcasts batch dims both ways ([2,1] x [1,3]), where the cpu kernel is wrong', async () => {
       // cpu flattens batch dims and broadcasts modulo their product, so the reference broadcasts
       // explicitly first; checked on each route.
-      for (const route of ['auto', 'xnnpack'] as ProductRoute[]) {
+      for (const route of ['auto', 'xnnpack', 'gemm'] as ProductRoute[]) {
         setMatMulRoute(route);
         const r = await onBoth(() => {
           const a = rnd([2, 1, 5, 7], 1);
@@ -619,7 +619,7 @@ describe('project kernels (wasm vs cpu)', function () {
     ];
     for (const [name, step] of steps) {
       it(`${name}: numTensors and backend data buffers stay flat`, async () => {
-        for (const route of ['auto', 'xnnpack'] as ProductRoute[]) {
+        for (const route of ['auto', 'xnnpack', 'gemm'] as ProductRoute[]) {
           setMatMulRoute(route);
           let buffers = -1;
           await expectNoLeakedTensors(
