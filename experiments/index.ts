@@ -1,11 +1,15 @@
 /** The experiments, by name (`nl exp <name>`), and the runner. */
 import { formalLanguages } from './formal-languages';
 import { mqar } from './mqar';
+import { lm } from './lm';
+import { ablations } from './ablations';
 import type { Experiment } from './types';
 
 export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
   [formalLanguages.name]: formalLanguages,
   [mqar.name]: mqar,
+  [lm.name]: lm,
+  [ablations.name]: ablations,
 };
 export const EXPERIMENT_NAMES: readonly string[] = Object.keys(EXPERIMENTS);
 
