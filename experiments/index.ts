@@ -3,6 +3,8 @@ import { formalLanguages } from './formal-languages';
 import { mqar } from './mqar';
 import { lm } from './lm';
 import { ablations } from './ablations';
+import { mad } from './mad';
+import { needle } from './needle';
 import type { Experiment } from './types';
 
 export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
@@ -10,6 +12,8 @@ export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
   [mqar.name]: mqar,
   [lm.name]: lm,
   [ablations.name]: ablations,
+  [mad.name]: mad,
+  [needle.name]: needle,
 };
 export const EXPERIMENT_NAMES: readonly string[] = Object.keys(EXPERIMENTS);
 
