@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { LanguageModel } from '../plugins/hope/lm';
+import { seededRandom, withSeededRandom } from '../plugins/hope/random';
 import { blockSpec, type BlockKind } from '../plugins/hope/kinds';
 import type { LayerSpec } from '../plugins/hope/block';
 import { NestedTrainer } from '../plugins/scheduler/trainer';
@@ -35,37 +36,16 @@ export interface ModelSizes {
   cmsLevels?: Array<{ period: number; learningRate?: number }>;
 }
 
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic uniform [0, 1) generator (mulberry32; the project's one implementation, plugins/hope/random.ts). */
+export const rng = seededRandom;
 
 /** Integer in [lo, hi] (inclusive). */
 export function randInt(r: () => number, lo: number, hi: number): number {
   return lo + Math.floor(r() * (hi - lo + 1));
 }
 
-/**
- * Runs `fn` with Math.random replaced by a seeded generator. Why: tfjs initialisers without a seed
- * draw their seed from Math.random, and the layers do not expose one, so this makes weight
- * initialisation reproducible without touching the layers. Restored afterwards (also on throw).
- */
-export function withSeededRandom<T>(seed: number, fn: () => T): T {
-  const orig = Math.random;
-  Math.random = rng(seed ^ 0x9e3779b9);
-  try {
-    return fn();
-  } finally {
-    Math.random = orig;
-  }
-}
+/** Scoped seeded Math.random (plugins/hope/random.ts); buildModel runs model construction in it. */
+export { withSeededRandom };
 
 export interface ModelRun {
   kind: ModelKind;

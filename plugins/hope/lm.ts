@@ -7,6 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { NestedModel, disposeStates, type StageStates } from '../scheduler/model';
 import { createSubLayer, type LayerSpec } from './block';
+import { seededRandom, withSeededRandom } from './random';
 import { bool, fail, posInt, posNum, rmsNorm, type BaseLayerArgs } from './util';
 
 export interface TokenEmbeddingArgs extends BaseLayerArgs {
@@ -159,16 +160,15 @@ export interface GenerateOptions {
   onToken?: (id: number) => void;
 }
 
-/** Deterministic uniform [0, 1) generator (mulberry32). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+export { seededRandom } from './random';
+
+export interface LanguageModelOptions {
+  /**
+   * Seed of the weight initialisation: every initialiser of every layer (built in the constructor)
+   * draws from seededRandom(seed) through a scoped Math.random swap (see random.ts), so two models
+   * of the same config and seed have identical weights. Absent = Math.random (not reproducible).
+   */
+  seed?: number;
 }
 
 export class LanguageModel {
@@ -179,22 +179,35 @@ export class LanguageModel {
   /** What NestedTrainer runs: [embedding, block_0, ..., block_{N-1}, head]. */
   readonly nested: NestedModel;
 
-  constructor(config: LanguageModelConfig) {
+  constructor(config: LanguageModelConfig, options: LanguageModelOptions = {}) {
     const p = 'LanguageModel';
+    if (options.seed !== undefined && (!Number.isInteger(options.seed) || options.seed < 0)) fail(`${p}: options.seed`, `must be an integer >= 0, got ${options.seed}`);
     if (typeof config !== 'object' || config === null) fail(p, 'config must be an object');
     const vocabSize = posInt(config.vocabSize, `${p}.vocabSize`);
     const dModel = posInt(config.dModel, `${p}.dModel`);
     if (!Array.isArray(config.blocks) || config.blocks.length === 0) fail(`${p}.blocks`, 'must be a non-empty array of {className, config}');
     const tied = bool(config.tieEmbeddings, `${p}.tieEmbeddings`, true);
     this.config = JSON.parse(JSON.stringify(config));
-    this.embedding = new NlTokenEmbedding({ vocabSize, dModel, initStd: config.embeddingInitStd, name: 'embedding' });
-    this.blocks = config.blocks.map((b, i) => createSubLayer(b, `${p}.blocks[${i}]`, `block${i}`));
-    this.head = new NlLmHead({ vocabSize, dModel, tied, normEps: config.normEps, name: 'head' });
-    if (tied) this.head.tieTo(this.embedding);
-    this.nested = new NestedModel([this.embedding, ...this.blocks, this.head]);
-    const probe = tf.zeros([1, 1], 'int32'); // builds every layer's weights
-    this.nested.build(probe);
-    probe.dispose();
+    // Layer construction and build (where every initialiser draws) in one seeded scope when a seed is given.
+    const assemble = (): { embedding: NlTokenEmbedding; blocks: tf.layers.Layer[]; head: NlLmHead; nested: NestedModel } => {
+      const embedding = new NlTokenEmbedding({ vocabSize, dModel, initStd: config.embeddingInitStd, name: 'embedding' });
+      const blocks = config.blocks.map((b, i) => createSubLayer(b, `${p}.blocks[${i}]`, `block${i}`));
+      const head = new NlLmHead({ vocabSize, dModel, tied, normEps: config.normEps, name: 'head' });
+      if (tied) head.tieTo(embedding);
+      const nested = new NestedModel([embedding, ...blocks, head]);
+      const probe = tf.zeros([1, 1], 'int32'); // builds every layer's weights
+      try {
+        nested.build(probe);
+      } finally {
+        probe.dispose();
+      }
+      return { embedding, blocks, head, nested };
+    };
+    const parts = options.seed === undefined ? assemble() : withSeededRandom(options.seed, assemble);
+    this.embedding = parts.embedding;
+    this.blocks = parts.blocks;
+    this.head = parts.head;
+    this.nested = parts.nested;
   }
 
   /** Number of parameters (tied embeddings counted once). */
