@@ -49,6 +49,13 @@ describe('cli config', () => {
     bad({ ...base, data: { corpus: 'files' } }, /config data\.paths: is required when corpus is 'files'/);
     bad({ ...base, data: { corpus: 'wiki' } }, /config data\.corpus: .*"moby-dick".*"sotu".*"files"/);
     bad({ ...base, training: { stepz: 3 } }, /config training: .*stepz/);
+    bad({ ...base, data: { tokenizer: 'bpe', vocabSize: 256 } }, /config data\.vocabSize: must be > 256/);
+    bad({ ...base, data: { tokenizer: 'bpe' } }, /config data\.vocabSize: is required when tokenizer is 'bpe'/);
+    bad({ ...base, data: { tokenizer: 'wordpiece' } }, /config data\.tokenizer: .*"byte".*"bpe"/);
+    bad({ ...base, data: { tokenizer: 'bpe', vocabSize: 512 } }, /config model\.vocabSize: must equal data\.vocabSize \(512\) with the bpe tokenizer, got 256/);
+    bad({ ...base, data: { vocabSize: 512 } }, /config data\.vocabSize: is only used with tokenizer 'bpe'/);
+    bad({ ...base, model: { ...base.model, vocabSize: 100 } }, /config model\.vocabSize: must be >= 256 with the byte tokenizer/);
+    bad({ ...base, training: { seed: -1 } }, /config training\.seed/);
     bad({ model: { dModel: 8, blocks: [{ className: 'NlNope' }] } }, /model\.blocks\[0\]\.className: unknown class 'NlNope' \(registered: NlHopeBlock, NlResidualBlock\)/, ['NlHopeBlock', 'NlResidualBlock']);
   });
 

@@ -9,11 +9,14 @@ import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { z } from 'zod';
 import type { LanguageModelConfig } from '../plugins/hope/lm';
+import { MAX_BPE_VOCAB } from './bpe';
 
 export const OPTIMIZERS = ['adam', 'adamw', 'sgd'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
 export const CORPORA = ['moby-dick', 'sotu', 'files'] as const;
 export type CorpusName = (typeof CORPORA)[number];
+export const TOKENIZERS = ['byte', 'bpe'] as const;
+export type TokenizerName = (typeof TOKENIZERS)[number];
 
 const LayerSpecSchema = z
   .object({
@@ -25,7 +28,7 @@ const LayerSpecSchema = z
 
 export const ModelSchema = z
   .object({
-    vocabSize: z.number().int().min(2).default(256).describe('256 for the byte tokenizer'),
+    vocabSize: z.number().int().min(2).default(256).describe('>= 256 for the byte tokenizer; equal to data.vocabSize for bpe'),
     dModel: z.number().int().min(1),
     blocks: z.array(LayerSpecSchema).min(1).describe('blocks in order, each {className, config, repeat}'),
     tieEmbeddings: z.boolean().default(true),
@@ -49,7 +52,7 @@ export const TrainingSchema = z
     checkpointEvery: z.number().int().min(1).default(50),
     evalEvery: z.number().int().min(1).default(50),
     evalBatches: z.number().int().min(1).default(2),
-    seed: z.number().int().min(0).default(1),
+    seed: z.number().int().min(0).default(1).describe('seeds the weight initialisation and the training batches: same seed, same run'),
   })
   .strict();
 
@@ -58,11 +61,20 @@ export const DataSchema = z
     corpus: z.enum(CORPORA).default('moby-dick'),
     paths: z.array(z.string().min(1)).optional().describe("text files or folders (corpus 'files')"),
     validationFraction: z.number().gt(0).lt(1).default(0.05),
-    tokenizer: z.enum(['byte']).default('byte'),
+    tokenizer: z.enum(TOKENIZERS).default('byte').describe("'byte': UTF-8 bytes (vocab 256); 'bpe': byte-level BPE trained on the training split, saved with the checkpoint"),
+    vocabSize: z
+      .number()
+      .int()
+      .min(257, 'must be > 256 (the 256 byte tokens come first, then the merges)')
+      .max(MAX_BPE_VOCAB, `must be <= ${MAX_BPE_VOCAB}`)
+      .optional()
+      .describe("bpe only: 256 byte tokens + the learned merges (training may stop earlier when no pair repeats)"),
   })
   .strict()
   .superRefine((d, ctx) => {
     if (d.corpus === 'files' && (!d.paths || d.paths.length === 0)) ctx.addIssue({ code: 'custom', path: ['paths'], message: "is required when corpus is 'files'" });
+    if (d.tokenizer === 'bpe' && d.vocabSize === undefined) ctx.addIssue({ code: 'custom', path: ['vocabSize'], message: "is required when tokenizer is 'bpe'" });
+    if (d.tokenizer === 'byte' && d.vocabSize !== undefined) ctx.addIssue({ code: 'custom', path: ['vocabSize'], message: "is only used with tokenizer 'bpe' (the byte tokenizer has 256 tokens)" });
   });
 
 export const RunConfigSchema = z
@@ -75,7 +87,14 @@ export const RunConfigSchema = z
     training: TrainingSchema.default(TrainingSchema.parse({})),
     data: DataSchema.default(DataSchema.parse({})),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    const v = c.model.vocabSize;
+    if (c.data.tokenizer === 'bpe' && c.data.vocabSize !== undefined && v !== c.data.vocabSize) {
+      ctx.addIssue({ code: 'custom', path: ['model', 'vocabSize'], message: `must equal data.vocabSize (${c.data.vocabSize}) with the bpe tokenizer, got ${v}` });
+    }
+    if (c.data.tokenizer === 'byte' && v < 256) ctx.addIssue({ code: 'custom', path: ['model', 'vocabSize'], message: `must be >= 256 with the byte tokenizer, got ${v}` });
+  });
 
 export type RunConfig = z.infer<typeof RunConfigSchema>;
 export type RunConfigInput = z.input<typeof RunConfigSchema>;

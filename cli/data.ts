@@ -5,19 +5,65 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { seededRandom } from '../plugins/hope/lm';
-import type { CorpusName } from './config';
+import { seededRandom } from '../plugins/hope/random';
+import { BpeTokenizer, trainBpe, type BpeJson } from './bpe';
+import type { CorpusName, TokenizerName } from './config';
+
+/** What the CLI needs from a tokenizer (byte or BPE): ids <-> bytes, and each token's byte length for bits per byte. */
+export interface Tokenizer {
+  readonly kind: TokenizerName;
+  /** Model vocabulary size (ids are below it). */
+  readonly vocabSize: number;
+  /** byteLengths[id]: how many bytes token `id` stands for. */
+  readonly byteLengths: ArrayLike<number>;
+  encodeBytes(bytes: Uint8Array): TokenIds;
+  encode(text: string): TokenIds;
+  decodeBytes(ids: ArrayLike<number>): Uint8Array;
+  decode(ids: ArrayLike<number>): string;
+  /** The bytes of one token (streaming output). */
+  tokenBytes(id: number): Uint8Array;
+}
+
+/** Token ids of a text: bytes for the byte tokenizer, int32 for BPE. */
+export type TokenIds = Uint8Array | Int32Array;
+
+const ONE_BYTE = Array.from({ length: 256 }, (_, i) => Uint8Array.of(i));
 
 /** UTF-8 bytes as tokens (vocab 256): nothing to download, every text encodes. */
-export class ByteTokenizer {
+export class ByteTokenizer implements Tokenizer {
+  readonly kind = 'byte' as const;
   readonly vocabSize = 256;
+  readonly byteLengths = new Uint8Array(256).fill(1);
   encode(text: string): Uint8Array {
     return new Uint8Array(Buffer.from(text, 'utf8'));
   }
+  encodeBytes(bytes: Uint8Array): Uint8Array {
+    return bytes;
+  }
   /** Invalid UTF-8 (e.g. a cut multi-byte character) decodes to U+FFFD. */
   decode(ids: ArrayLike<number>): string {
-    return Buffer.from(Uint8Array.from(ids as ArrayLike<number>)).toString('utf8');
+    return Buffer.from(this.decodeBytes(ids)).toString('utf8');
   }
+  decodeBytes(ids: ArrayLike<number>): Uint8Array {
+    return Uint8Array.from(ids as ArrayLike<number>);
+  }
+  tokenBytes(id: number): Uint8Array {
+    const b = ONE_BYTE[id];
+    if (!b) throw new Error(`tokenizer: token id ${id} outside [0, 256)`);
+    return b;
+  }
+}
+
+/** The tokenizer a run config asks for: bytes, or BPE trained on `trainBytes` (the training split). */
+export function makeTokenizer(spec: { tokenizer?: TokenizerName; vocabSize?: number }, trainBytes: Uint8Array): Tokenizer {
+  if ((spec.tokenizer ?? 'byte') === 'byte') return new ByteTokenizer();
+  if (spec.vocabSize === undefined) throw new Error("data.vocabSize: is required when tokenizer is 'bpe'");
+  return trainBpe(trainBytes, spec.vocabSize);
+}
+
+/** A tokenizer saved with a checkpoint (tokenizer.json). */
+export function tokenizerFromJson(json: unknown): Tokenizer {
+  return new BpeTokenizer(json as BpeJson);
 }
 
 export interface CorpusSpec {
@@ -121,53 +167,87 @@ export function splitTokens(tokens: Uint8Array, validationFraction: number, minT
   return { train, validation };
 }
 
-/** Windows of `t + 1` tokens -> inputs [B, T] and next-token targets [B, T] (int32). */
-function windows(src: Uint8Array, starts: number[], t: number): { inputs: tf.Tensor2D; targets: tf.Tensor2D } {
+/** A batch: inputs [B, T] and next-token targets [B, T] (int32), and how many bytes the targets stand for. */
+export interface TokenBatch {
+  inputs: tf.Tensor2D;
+  targets: tf.Tensor2D;
+  /** Sum of the byte lengths of the B*T target tokens (= B*T for bytes): bits per byte = nats * B*T / (ln 2 * targetBytes). */
+  targetBytes: number;
+}
+
+/** Windows of `t + 1` tokens -> a batch. `byteLengths` (per token id) counts the target bytes; absent = one byte per token. */
+function windows(src: TokenIds, starts: number[], t: number, byteLengths?: ArrayLike<number>): TokenBatch {
   const b = starts.length;
   const x = new Int32Array(b * t);
   const y = new Int32Array(b * t);
+  let targetBytes = 0;
   starts.forEach((s, i) => {
     for (let j = 0; j < t; j++) {
       x[i * t + j] = src[s + j];
       y[i * t + j] = src[s + j + 1];
+      targetBytes += byteLengths ? byteLengths[src[s + j + 1]] : 1;
     }
   });
-  return { inputs: tf.tensor2d(x, [b, t], 'int32'), targets: tf.tensor2d(y, [b, t], 'int32') };
+  return { inputs: tf.tensor2d(x, [b, t], 'int32'), targets: tf.tensor2d(y, [b, t], 'int32'), targetBytes };
 }
 
 /** Training batch number `step` (random windows; a pure function of seed and step, so a resumed run sees the same batches). */
-export function trainBatch(train: Uint8Array, step: number, batchSize: number, seqLength: number, seed: number): { inputs: tf.Tensor2D; targets: tf.Tensor2D } {
+export function trainBatch(train: TokenIds, step: number, batchSize: number, seqLength: number, seed: number, byteLengths?: ArrayLike<number>): TokenBatch {
   const rand = seededRandom((seed * 1000003 + step * 7919) >>> 0);
   const span = train.length - seqLength - 1;
   const starts = Array.from({ length: batchSize }, () => Math.floor(rand() * (span + 1)));
-  return windows(train, starts, seqLength);
+  return windows(train, starts, seqLength, byteLengths);
 }
 
 /** The fixed validation batches: `count` batches of evenly spaced windows over the whole validation text. */
-export function validationBatches(validation: Uint8Array, count: number, batchSize: number, seqLength: number): Array<{ inputs: tf.Tensor2D; targets: tf.Tensor2D }> {
+export function validationBatches(validation: TokenIds, count: number, batchSize: number, seqLength: number, byteLengths?: ArrayLike<number>): TokenBatch[] {
   const n = count * batchSize;
   const span = validation.length - seqLength - 1;
   const starts = Array.from({ length: n }, (_, i) => (n === 1 ? 0 : Math.floor((i * span) / (n - 1))));
-  return Array.from({ length: count }, (_, i) => windows(validation, starts.slice(i * batchSize, (i + 1) * batchSize), seqLength));
+  return Array.from({ length: count }, (_, i) => windows(validation, starts.slice(i * batchSize, (i + 1) * batchSize), seqLength, byteLengths));
 }
 
-/** Everything a run needs from its data config. */
+/** Everything a run needs from its data config. train / validation are token ids (bytes unless BPE). */
 export interface Dataset {
-  tokenizer: ByteTokenizer;
-  train: Uint8Array;
-  validation: Uint8Array;
+  tokenizer: Tokenizer;
+  train: TokenIds;
+  validation: TokenIds;
+  /** Bytes of the two splits (before tokenization). */
+  trainBytes: number;
+  validationBytes: number;
   source: string;
   documents: number;
 }
 
-export function loadDataset(spec: CorpusSpec & { validationFraction: number }, seqLength: number): Dataset {
-  const tokenizer = new ByteTokenizer();
-  const { text, documents, source } = loadCorpusText(spec);
-  const { train, validation } = splitTokens(tokenizer.encode(text), spec.validationFraction, seqLength + 1);
-  return { tokenizer, train, validation, source, documents };
+export interface DatasetSpec extends CorpusSpec {
+  validationFraction: number;
+  tokenizer?: TokenizerName;
+  /** bpe only. */
+  vocabSize?: number;
 }
 
-/** Bits per byte from a mean cross-entropy in nats per byte token. */
-export function bitsPerByte(natsPerToken: number): number {
-  return natsPerToken / Math.LN2;
+/**
+ * Loads the corpus, splits its bytes (the split is the same for every tokenizer), then tokenizes both
+ * splits with `tokenizer` if given (a checkpoint's), else with a new one (BPE is trained on the
+ * training split only). Throws when a split holds fewer than seqLength + 1 tokens.
+ */
+export function loadDataset(spec: DatasetSpec, seqLength: number, tokenizer?: Tokenizer): Dataset {
+  const { text, documents, source } = loadCorpusText(spec);
+  const bytes = new Uint8Array(Buffer.from(text, 'utf8'));
+  const split = splitTokens(bytes, spec.validationFraction, seqLength + 1);
+  const tok = tokenizer ?? makeTokenizer(spec, split.train);
+  const train = tok.encodeBytes(split.train);
+  const validation = tok.encodeBytes(split.validation);
+  if (train.length < seqLength + 1 || validation.length < seqLength + 1) {
+    throw new Error(
+      `data: too short after ${tok.kind} tokenization: ${train.length} training and ${validation.length} validation tokens; ` +
+        `each needs at least training.seqLength + 1 = ${seqLength + 1} (give more text or a smaller training.seqLength)`,
+    );
+  }
+  return { tokenizer: tok, train, validation, trainBytes: split.train.length, validationBytes: split.validation.length, source, documents };
+}
+
+/** Bits per byte from a mean cross-entropy in nats per token; `bytesPerToken` = bytes / tokens of the scored targets (1 for bytes). */
+export function bitsPerByte(natsPerToken: number, bytesPerToken = 1): number {
+  return natsPerToken / bytesPerToken / Math.LN2;
 }

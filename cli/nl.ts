@@ -10,8 +10,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { selectBackend } from '../core/backend';
 import { PRESET_NAMES, loadPreset, loadRunConfig, type RunConfig } from './config';
-import { ByteTokenizer, loadCorpusText, type CorpusSpec } from './data';
-import { createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, nlRuntime, train, type Run } from './run';
+import { loadCorpusText, type CorpusSpec, type Tokenizer } from './data';
+import { createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, nlRuntime, runTokenizer, train, type Run } from './run';
 import { schemaText } from './schema';
 import { registerExp } from './exp';
 
@@ -41,6 +41,12 @@ function loadConfig(opts: { preset?: string; config?: string }): RunConfig {
   const known = nlRuntime().layers().keys();
   if (opts.config) return loadRunConfig(opts.config, { knownClasses: known });
   return loadPreset(opts.preset ?? 'hope-tiny', { knownClasses: known });
+}
+
+/** Streams generated tokens as UTF-8 text (a multi-byte character split across tokens is held until complete). */
+function tokenWriter(tok: Tokenizer): { onToken: (id: number) => void; end: () => void } {
+  const dec = new TextDecoder('utf-8');
+  return { onToken: (id) => process.stdout.write(dec.decode(tok.tokenBytes(id), { stream: true })), end: () => process.stdout.write(dec.decode()) };
 }
 
 function fmtEta(s: number): string {
@@ -77,7 +83,8 @@ export function program(): Command {
       const ds = datasetFor(r, dataSpec(o.data));
       const steps = o.steps ?? r.config.training.steps;
       const tpb = r.config.training.batchSize * r.config.training.seqLength;
-      console.error(`${r.config.name ?? 'model'}: ${r.lm.countParams()} parameters; data ${ds.source}: ${ds.train.length} train / ${ds.validation.length} validation bytes`);
+      const tokInfo = ds.tokenizer.kind === 'byte' ? '' : ` = ${ds.train.length} / ${ds.validation.length} ${ds.tokenizer.kind} tokens (${(ds.trainBytes / ds.train.length).toFixed(2)} bytes/token)`;
+      console.error(`${r.config.name ?? 'model'}: ${r.lm.countParams()} parameters; data ${ds.source}: ${ds.trainBytes} train / ${ds.validationBytes} validation bytes${tokInfo}`);
       const bar = new SingleBar({
         format: 'step {value}/{total} | {tps} tok/s | loss {loss} ({bpb} bpb) | val {val} bpb | CMS updates {cms} | ETA {eta_s2}',
         hideCursor: true,
@@ -112,10 +119,11 @@ export function program(): Command {
         const last = res.rows[res.rows.length - 1];
         console.log(JSON.stringify({ step: r.step, loss: last?.loss, valBpb: [...res.rows].reverse().find((x) => x.valBpb !== undefined)?.valBpb, tokensPerSecond: Math.round(tpsAvg), checkpoint: res.checkpoint, stopped: res.stopped }));
         if (o.sample && !res.stopped) {
-          const tok = new ByteTokenizer();
-          const dec = new TextDecoder('utf-8');
+          const tok = runTokenizer(r);
+          const w = tokenWriter(tok);
           process.stdout.write('--- sample ---\nCall me ');
-          await r.lm.generate(Array.from(tok.encode('Call me ')), { tokens: o.sample, temperature: 0.8, topK: 40, onToken: (id) => process.stdout.write(dec.decode(Uint8Array.of(id), { stream: true })) });
+          await r.lm.generate(Array.from(tok.encode('Call me ')), { tokens: o.sample, temperature: 0.8, topK: 40, onToken: w.onToken });
+          w.end();
           process.stdout.write('\n');
         }
       } finally {
@@ -137,7 +145,7 @@ export function program(): Command {
       try {
         const ds = datasetFor(r, dataSpec(o.data));
         const e = evaluate(r, ds, o.batches ?? r.config.training.evalBatches);
-        console.log(JSON.stringify({ step: r.step, bpb: e.bpb, perplexity: e.perplexity, tokens: e.tokens }));
+        console.log(JSON.stringify({ step: r.step, bpb: e.bpb, perplexity: e.perplexity, tokens: e.tokens, bytes: e.bytes }));
       } finally {
         disposeRun(r);
       }
@@ -145,19 +153,19 @@ export function program(): Command {
 
   cmd
     .command('generate')
-    .description('stream bytes from a checkpoint (recurrent states carried: O(1) per token for recurrent blocks)')
+    .description('stream text from a checkpoint (recurrent states carried: O(1) per token for recurrent blocks)')
     .requiredOption('--checkpoint <dir>', 'a train --out directory')
     .option('--prompt <text>', 'prompt', 'Call me ')
-    .option('--tokens <n>', 'bytes to generate', intArg('--tokens'), 200)
+    .option('--tokens <n>', 'tokens to generate (bytes with the byte tokenizer)', intArg('--tokens'), 200)
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', numArg('--temperature'), 0.8)
-    .option('--top-k <k>', 'sample among the k most likely bytes (0 = all)', numArg('--top-k'), 40)
+    .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', numArg('--top-k'), 40)
     .option('--seed <s>', 'sampler seed', numArg('--seed'), 1)
     .action(async (o) => {
       await backend(be());
       const r = await loadRun(o.checkpoint);
       try {
-        const tok = new ByteTokenizer();
-        const dec = new TextDecoder('utf-8');
+        const tok = runTokenizer(r);
+        const w = tokenWriter(tok);
         process.stdout.write(o.prompt);
         const t0 = Date.now();
         await r.lm.generate(Array.from(tok.encode(o.prompt)), {
@@ -165,10 +173,11 @@ export function program(): Command {
           temperature: o.temperature,
           topK: Math.floor(o.topK),
           seed: Math.floor(o.seed),
-          onToken: (id) => process.stdout.write(dec.decode(Uint8Array.of(id), { stream: true })),
+          onToken: w.onToken,
         });
-        process.stdout.write(dec.decode() + '\n');
-        console.error(`${o.tokens} bytes in ${((Date.now() - t0) / 1000).toFixed(2)} s`);
+        w.end();
+        process.stdout.write('\n');
+        console.error(`${o.tokens} tokens in ${((Date.now() - t0) / 1000).toFixed(2)} s`);
       } finally {
         disposeRun(r);
       }
@@ -185,9 +194,9 @@ export function program(): Command {
       const r = await loadRun(o.checkpoint);
       try {
         const text = loadCorpusText(dataSpec(o.data)!).text;
-        const bytes = new ByteTokenizer().encode(text).subarray(0, o.maxBytes + 1);
+        const bytes = new Uint8Array(Buffer.from(text, 'utf8')).subarray(0, o.maxBytes + 1);
         const m = memorizeText(r, bytes, r.config.training.seqLength);
-        console.log(JSON.stringify({ bpbBefore: m.before, bpbAfter: m.after, tokens: m.tokens, pieces: m.pieces }));
+        console.log(JSON.stringify({ bpbBefore: m.before, bpbAfter: m.after, tokens: m.tokens, bytes: m.bytes, pieces: m.pieces }));
       } finally {
         disposeRun(r);
       }
@@ -229,17 +238,14 @@ export function program(): Command {
 
   cmd
     .command('bench')
-    .description('run benchmark suites from bench/ (source checkout only), e.g. nl bench lm --T=128')
-    .argument('<suites...>', 'suite names (bench/<suite>.ts)')
+    .description('run benchmark suites from bench/ (source checkout only; same as npm run bench -- <suite>), e.g. nl bench lm --T=128')
+    .argument('<suites...>', 'suite names (bench/<suite>.ts); an unknown name lists the suites')
     .allowUnknownOption()
     .action(async (suites: string[], _o: unknown, c: Command) => {
-      const flags = c.args.filter((a) => a.startsWith('--'));
-      for (const s of suites.filter((x) => !x.startsWith('--'))) {
-        const file = path.join(__dirname, '..', 'bench', `${s}.ts`);
-        if (!fs.existsSync(file)) throw new Error(`bench: no suite '${s}' (${file}); benchmarks run from a source checkout`);
-        const mod = require(file) as { run: (a: string[]) => Promise<void> };
-        await mod.run(flags);
-      }
+      const runner = path.join(__dirname, '..', 'bench', 'run.ts');
+      if (!fs.existsSync(runner)) throw new Error(`bench: ${runner} not found; benchmarks run from a source checkout (npm run nl -- bench ...)`);
+      const { runBench } = require(runner) as { runBench: (args: string[]) => Promise<void> };
+      await runBench([...suites, ...c.args.filter((a) => a.startsWith('-') && !suites.includes(a))]);
     });
 
   cmd

@@ -4,9 +4,10 @@
  *
  * Checkpoint layout in --out DIR:
  *   DIR/ckpt-<step>/checkpoint.json + tensors.bin   NestedTrainer checkpoint (plugin scheduler), one atomic commit
+ *   DIR/ckpt-<step>/tokenizer.json                   the BPE merges (data.tokenizer 'bpe' only), written before the above
  *   DIR/latest.json                                  {step, dir, config}: written atomically AFTER the checkpoint,
  *                                                    so an interrupted write leaves the previous checkpoint current
- *   DIR/metrics.jsonl, DIR/learning-curve.svg
+ *   DIR/metrics.jsonl, DIR/learning-curve.svg, DIR/learning-curve.png
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -20,7 +21,7 @@ import { tokenCrossEntropy } from '../plugins/scheduler/losses';
 import { NestedTrainer, type ProgressEvent } from '../plugins/scheduler/trainer';
 import { builtinPlugins, createDefaultRuntime, type Runtime } from '../registry';
 import { languageModelConfig, validateRunConfig, type RunConfig } from './config';
-import { bitsPerByte, loadDataset, trainBatch, validationBatches, type CorpusSpec, type Dataset } from './data';
+import { ByteTokenizer, bitsPerByte, loadDataset, tokenizerFromJson, trainBatch, validationBatches, type CorpusSpec, type Dataset, type Tokenizer } from './data';
 
 let runtime: Runtime | null = null;
 /** The default runtime plus the hope plugin (registers every layer class for configs and checkpoints). */
@@ -36,6 +37,14 @@ export interface Run {
   /** The outer optimizer (owned by the run: disposeRun disposes its state). */
   optimizer: tf.Optimizer;
   step: number;
+  /** The run's tokenizer; null for a new BPE run until datasetFor trains it on the training split. */
+  tokenizer: Tokenizer | null;
+}
+
+/** The run's tokenizer (a BPE run gets its tokenizer from datasetFor or from its checkpoint). */
+export function runTokenizer(r: Run): Tokenizer {
+  if (!r.tokenizer) throw new Error("data.tokenizer 'bpe': the tokenizer is not trained yet (call datasetFor first, or load a checkpoint)");
+  return r.tokenizer;
 }
 
 function makeOptimizer(c: RunConfig): tf.Optimizer {
@@ -50,12 +59,16 @@ function makeOptimizer(c: RunConfig): tf.Optimizer {
   }
 }
 
-/** Builds model + trainer from a validated config (block classes are checked against the runtime). */
+/**
+ * Builds model + trainer from a validated config (block classes are checked against the runtime).
+ * The weights are initialised from training.seed (LanguageModel option seed), so two new runs of the
+ * same config are identical.
+ */
 export function createRun(raw: unknown, onProgress?: (e: ProgressEvent) => void): Run {
   const rt = nlRuntime();
   const config = validateRunConfig(raw, { knownClasses: rt.layers().keys() });
-  const lm = new LanguageModel(languageModelConfig(config));
   const t = config.training;
+  const lm = new LanguageModel(languageModelConfig(config), { seed: t.seed });
   const optimizer = makeOptimizer(config);
   const trainer = new NestedTrainer(lm.nested, {
     loss: tokenCrossEntropy,
@@ -66,7 +79,7 @@ export function createRun(raw: unknown, onProgress?: (e: ProgressEvent) => void)
     ...(t.segmentLength ? { segmentLength: t.segmentLength } : {}),
     ...(onProgress ? { onProgress } : {}),
   });
-  return { config, lm, trainer, optimizer, step: 0 };
+  return { config, lm, trainer, optimizer, step: 0, tokenizer: config.data.tokenizer === 'byte' ? new ByteTokenizer() : null };
 }
 
 export function disposeRun(r: Run): void {
@@ -74,6 +87,9 @@ export function disposeRun(r: Run): void {
   r.optimizer.dispose();
   r.lm.dispose();
 }
+
+/** The BPE merges inside each checkpoint directory (bpe runs only). */
+export const TOKENIZER_FILE = 'tokenizer.json';
 
 interface Latest {
   step: number;
@@ -85,6 +101,7 @@ interface Latest {
 export async function saveRun(r: Run, out: string): Promise<string> {
   const name = `ckpt-${r.step}`;
   const dir = path.join(out, name);
+  if (r.config.data.tokenizer === 'bpe') await writeFileAtomic(path.join(dir, TOKENIZER_FILE), JSON.stringify(runTokenizer(r)));
   await saveTrainerCheckpoint(r.trainer, dir);
   let prev: Latest | null = null;
   try {
@@ -107,6 +124,13 @@ export async function loadRun(out: string, onProgress?: (e: ProgressEvent) => vo
   const latest = JSON.parse(fs.readFileSync(lp, 'utf8')) as Latest;
   const r = createRun(latest.config, onProgress);
   try {
+    if (r.config.data.tokenizer === 'bpe') {
+      const tp = path.join(out, latest.dir, TOKENIZER_FILE);
+      if (!fs.existsSync(tp)) throw new Error(`missing ${TOKENIZER_FILE} (a bpe run saves its merges with every checkpoint)`);
+      const tok = tokenizerFromJson(JSON.parse(fs.readFileSync(tp, 'utf8')));
+      if (tok.vocabSize !== r.config.model.vocabSize) throw new Error(`${TOKENIZER_FILE}: vocabSize ${tok.vocabSize} differs from model.vocabSize ${r.config.model.vocabSize}`);
+      r.tokenizer = tok;
+    }
     await loadTrainerCheckpoint(r.trainer, path.join(out, latest.dir));
   } catch (e) {
     disposeRun(r);
@@ -116,22 +140,28 @@ export async function loadRun(out: string, onProgress?: (e: ProgressEvent) => vo
   return r;
 }
 
-/** Mean validation loss (nats/byte) over the fixed validation batches, each a fresh context with in-context learning (as in training). */
-export function evaluate(r: Run, ds: Dataset, batches: number): { bpb: number; perplexity: number; tokens: number } {
+/**
+ * Validation over the fixed validation batches, each a fresh context with in-context learning (as in
+ * training): bits per byte = total nats / (ln 2 * bytes of the scored target tokens), whatever the
+ * tokenizer; perplexity per byte = 2^bpb. `tokens` / `bytes`: what was scored.
+ */
+export function evaluate(r: Run, ds: Dataset, batches: number): { bpb: number; perplexity: number; tokens: number; bytes: number } {
   const t = r.config.training;
-  const vb = validationBatches(ds.validation, batches, t.batchSize, t.seqLength);
-  let sum = 0;
+  const vb = validationBatches(ds.validation, batches, t.batchSize, t.seqLength, ds.tokenizer.byteLengths);
+  let nats = 0;
   let n = 0;
+  let bytes = 0;
   for (const b of vb) {
     const res = r.trainer.memorize(b.inputs, b.targets, { newContext: true });
     const k = b.inputs.size;
-    sum += res.loss * k;
+    nats += res.loss * k; // res.loss: mean nats per target token
     n += k;
+    bytes += b.targetBytes;
     tf.dispose([b.inputs, b.targets]);
   }
   r.trainer.resetMemory();
-  const nats = sum / n;
-  return { bpb: bitsPerByte(nats), perplexity: Math.exp(nats), tokens: n };
+  const bpb = bitsPerByte(nats / n, bytes / n);
+  return { bpb, perplexity: Math.pow(2, bpb), tokens: n, bytes };
 }
 
 export interface MetricsRow {
@@ -153,7 +183,7 @@ export interface TrainOptions {
   onValidation?: (step: number, bpb: number) => void;
   /** Checked after every step; true = save and stop (Ctrl-C). */
   shouldStop?: () => boolean;
-  /** Write the SVG learning curve at the end (vega-lite). Default true. */
+  /** Write the learning curve at the end (vega-lite SVG, and PNG rendered from it with resvg). Default true. */
   plot?: boolean;
 }
 
@@ -168,7 +198,7 @@ export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ 
   let stopped = false;
   let lastSaved = r.step;
   while (r.step < opts.steps) {
-    const b = trainBatch(ds.train, r.step, t.batchSize, t.seqLength, t.seed);
+    const b = trainBatch(ds.train, r.step, t.batchSize, t.seqLength, t.seed, ds.tokenizer.byteLengths);
     const ts = Date.now();
     const res = r.trainer.train(b.inputs, b.targets); // one piece = one new context
     const cms = r.trainer.levelClocks().reduce((a, c) => a + c.updatesFired, 0); // CMS level updates in this piece
@@ -177,7 +207,7 @@ export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ 
     const row: MetricsRow = {
       step: r.step,
       loss: res.loss,
-      bpb: bitsPerByte(res.loss),
+      bpb: bitsPerByte(res.loss, b.targetBytes / (t.batchSize * t.seqLength)),
       tokensPerSecond: (t.batchSize * t.seqLength) / Math.max(1e-3, (Date.now() - ts) / 1000),
       elapsedSeconds: (Date.now() - t0) / 1000,
       cmsUpdates: cms,
@@ -199,7 +229,10 @@ export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ 
     if (stopped) break;
   }
   if (lastSaved !== r.step) checkpoint = await saveRun(r, opts.out);
-  if (opts.plot ?? true) await plotLearningCurve(metricsPath, path.join(opts.out, 'learning-curve.svg'));
+  if (opts.plot ?? true) {
+    const svg = await plotLearningCurve(metricsPath, path.join(opts.out, 'learning-curve.svg'));
+    await svgToPng(svg, path.join(opts.out, 'learning-curve.png'));
+  }
   return { rows, stopped, checkpoint };
 }
 
@@ -234,16 +267,36 @@ export async function plotLearningCurve(metricsPath: string, svgPath: string): P
 }
 
 /**
+ * Renders an SVG file to PNG (atomic write) with resvg (@resvg/resvg-js: Rust, prebuilt per platform as
+ * npm optional dependencies, no build step). Text uses the system fonts (sans-serif); on a machine
+ * without fonts the labels are missing but the curves are drawn. White background, 2x scale.
+ */
+export async function svgToPng(svgPath: string, pngPath: string): Promise<string> {
+  const { Resvg } = await import('@resvg/resvg-js');
+  const svg = fs.readFileSync(svgPath, 'utf8');
+  const resvg = new Resvg(svg, { background: 'white', fitTo: { mode: 'zoom', value: 2 }, font: { loadSystemFonts: true, sansSerifFamily: 'DejaVu Sans', defaultFontFamily: 'DejaVu Sans' } });
+  const png = resvg.render().asPng();
+  await writeFileAtomic(pngPath, new Uint8Array(png.buffer, png.byteOffset, png.byteLength));
+  return pngPath;
+}
+
+/**
  * Test-time learning on new text: bpb of each piece from a fresh memory ("before"), then the text is
  * read as one context with in-context updates (memorize), then bpb of the same pieces from the
- * memorized state ("after"). No outer step.
+ * memorized state ("after"). No outer step. The bytes are tokenized with the run's tokenizer; pieces
+ * are seqLength tokens; bpb is per byte of the scored targets.
  */
-export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { before: number; after: number; tokens: number; pieces: number } {
-  const n = Math.floor((bytes.length - 1) / seqLength);
-  if (n < 1) throw new Error(`--data: too short for memorize: ${bytes.length} bytes, need at least seqLength + 1 = ${seqLength + 1}`);
+export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { before: number; after: number; tokens: number; bytes: number; pieces: number } {
+  const tok = runTokenizer(r);
+  const ids = tok.encodeBytes(bytes);
+  const n = Math.floor((ids.length - 1) / seqLength);
+  if (n < 1) throw new Error(`--data: too short for memorize: ${bytes.length} bytes = ${ids.length} tokens, need at least seqLength + 1 = ${seqLength + 1} tokens`);
+  let scored = 0; // bytes of the target tokens of the n pieces
+  for (let j = 1; j <= n * seqLength; j++) scored += tok.byteLengths[ids[j]];
+  const bytesPerToken = scored / (n * seqLength);
   const piece = (i: number): { x: tf.Tensor2D; y: tf.Tensor2D } => {
-    const x = Int32Array.from(bytes.subarray(i * seqLength, (i + 1) * seqLength));
-    const y = Int32Array.from(bytes.subarray(i * seqLength + 1, (i + 1) * seqLength + 1));
+    const x = Int32Array.from(ids.subarray(i * seqLength, (i + 1) * seqLength));
+    const y = Int32Array.from(ids.subarray(i * seqLength + 1, (i + 1) * seqLength + 1));
     return { x: tf.tensor2d(x, [1, seqLength], 'int32'), y: tf.tensor2d(y, [1, seqLength], 'int32') };
   };
   const ce = (logits: tf.Tensor, y: tf.Tensor): number => tf.tidy(() => tokenCrossEntropy(logits, y).mean().dataSync()[0]);
@@ -268,10 +321,17 @@ export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { be
     tf.dispose([lg, x, y]);
   }
   r.trainer.resetMemory();
-  return { before: bitsPerByte(before / n), after: bitsPerByte(after / n), tokens: n * seqLength, pieces: n };
+  return { before: bitsPerByte(before / n, bytesPerToken), after: bitsPerByte(after / n, bytesPerToken), tokens: n * seqLength, bytes: scored, pieces: n };
 }
 
+/**
+ * The run's data (the config's corpus, or `data`), tokenized with the run's tokenizer. A new BPE run
+ * trains its tokenizer here on the training split of its corpus and keeps it (saved with every
+ * checkpoint); a loaded run uses the checkpoint's merges, also on other data.
+ */
 export function datasetFor(r: Run, data?: CorpusSpec): Dataset {
   const d = r.config.data;
-  return loadDataset({ ...(data ?? { corpus: d.corpus, paths: d.paths }), validationFraction: d.validationFraction }, r.config.training.seqLength);
+  const ds = loadDataset({ ...(data ?? { corpus: d.corpus, paths: d.paths }), validationFraction: d.validationFraction, tokenizer: d.tokenizer, vocabSize: d.vocabSize }, r.config.training.seqLength, r.tokenizer ?? undefined);
+  r.tokenizer = ds.tokenizer;
+  return ds;
 }

@@ -1,7 +1,8 @@
 /**
  * `nl` end to end, in process (commander program), on the hope-tiny preset model with a tiny schedule:
- * train (checkpoints, metrics, SVG), eval, generate, memorize, resume == uninterrupted, truncated
- * checkpoint refused.
+ * train (checkpoints, metrics, SVG + PNG), eval, generate, memorize, resume == uninterrupted, truncated
+ * checkpoint refused, a second fresh run with the same seed == the first; the same with a BPE
+ * tokenizer; `nl bench` with an unknown suite lists the suites.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -74,6 +75,13 @@ describe('nl CLI (integration)', function () {
     expect(fs.readFileSync(path.join(a, 'learning-curve.svg'), 'utf8')).to.match(/^<svg[\s\S]*<path/);
     expect(JSON.parse(fs.readFileSync(path.join(a, 'latest.json'), 'utf8')).dir).to.equal('ckpt-3');
     expect(fs.existsSync(path.join(a, 'ckpt-2', 'checkpoint.json'))).to.equal(true); // previous kept
+    expect(fs.readFileSync(path.join(a, 'learning-curve.png')).subarray(1, 4).toString('latin1')).to.equal('PNG');
+
+    // a fresh run of the same config (same training.seed): the same weights, so the same loss, bit for bit
+    const c = path.join(dir, 'c');
+    await nl('train', '--config', cfg, '--out', c, '--steps', '1', '--no-plot');
+    const rowsC = fs.readFileSync(path.join(c, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(rowsC[0].loss).to.equal(rows[0].loss);
 
     const ev = lastJson(await nl('eval', '--checkpoint', a));
     expect(ev.bpb).to.be.greaterThan(0).and.lessThan(12);
@@ -119,5 +127,33 @@ describe('nl CLI (integration)', function () {
     disposeRun(r);
     // building, loading and disposing a run leaves no tensors behind
     expect(tf.memory().numTensors).to.equal(before);
+  });
+
+  it('bpe tokenizer end to end: train saves the merges, eval / generate / memorize use them; nl bench lists suites on an unknown name', async () => {
+    const c = YAML.parse(fs.readFileSync(cfg, 'utf8'));
+    c.model.vocabSize = 300;
+    c.data = { ...c.data, tokenizer: 'bpe', vocabSize: 300 };
+    c.training = { ...c.training, steps: 2, seqLength: 16, evalEvery: 2, checkpointEvery: 2 };
+    const bpeCfg = path.join(dir, 'bpe.yaml');
+    fs.writeFileSync(bpeCfg, YAML.stringify(c));
+    const out = path.join(dir, 'bpe');
+    const tr = lastJson(await nl('train', '--config', bpeCfg, '--out', out, '--no-plot'));
+    expect(tr.step).to.equal(2);
+    const merges = JSON.parse(fs.readFileSync(path.join(out, 'ckpt-2', 'tokenizer.json'), 'utf8')).merges;
+    expect(merges.length).to.equal(300 - 256);
+    const ev = lastJson(await nl('eval', '--checkpoint', out));
+    expect(ev.bytes).to.be.greaterThan(ev.tokens); // scored in bytes
+    expect(ev.bpb).to.be.greaterThan(0);
+    const gen = await nl('generate', '--checkpoint', out, '--prompt', 'Call me ', '--tokens', '6', '--temperature', '0');
+    const run = await loadRun(out);
+    const ids = await run.lm.generate(Array.from(run.tokenizer!.encode('Call me ')), { tokens: 6, temperature: 0 });
+    const expected = `Call me ${run.tokenizer!.decode(ids)}\n`;
+    disposeRun(run);
+    expect(gen).to.equal(expected);
+    const mem = lastJson(await nl('memorize', '--checkpoint', out, '--data', path.join(dir, 'corpus.txt'), '--max-bytes', '256'));
+    expect(mem.bytes).to.be.greaterThan(mem.tokens);
+    let msg = '';
+    await nl('bench', 'no-such-suite').catch((e: Error) => (msg = e.message));
+    expect(msg).to.match(/unknown bench suite 'no-such-suite'; available: .*\blm\b/);
   });
 });
