@@ -34,7 +34,7 @@ function flag(args: string[], name: string): string | undefined {
  * carried states). Unlike tf.memory().numBytes, a buffer allocated inside `fn` and shared by views
  * (reshape, clone) counts once. Hooks on tfjs' engine (benchmark only; restored afterwards).
  */
-function withPeakBytes<T>(fn: () => T): { result: T; peakBytes: number } {
+export function withPeakBytes<T>(fn: () => T): { result: T; peakBytes: number } {
   type Info = { bytes: number; backend: unknown };
   const engine = tf.engine() as unknown as {
     trackTensor: (a: tf.Tensor, backend: unknown) => void;
