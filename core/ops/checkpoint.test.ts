@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
 import { assertClose, expectNoLeakedTensors } from '../testing';
 import { checkpoint } from './checkpoint';
 
@@ -36,5 +37,34 @@ describe('core/ops checkpoint (rematerialisation)', () => {
     const x = tf.ones([2, 3]);
     await expectNoLeakedTensors(() => tf.dispose(tf.grads(loss(true))([h0, w, x])));
     tf.dispose([h0, w, x]);
+  });
+  it('passes inputs through, allows one output and unused outputs (gradients as on the tape)', () => {
+    const w = tf.randomNormal([3, 3], 0, 0.5, 'float32', 4);
+    const x = tf.randomNormal([2, 3], 0, 1, 'float32', 5);
+    // outputs: a new tensor, the input x itself, the same tensor twice, and one output the loss ignores
+    const f = ([a, b]: tf.Tensor[]): tf.Tensor[] => {
+      const y = tf.tanh(tf.matMul(b, a));
+      return [y, b, y, y.square()];
+    };
+    const lossOf = (ck: boolean) => (a: tf.Tensor, b: tf.Tensor): tf.Scalar => {
+      const [y, bb, y2] = ck ? checkpoint(f, [a, b]) : f([a, b]);
+      return y.sum().add(bb.mul(3).sum()).add(y2.mul(y2).sum()) as tf.Scalar;
+    };
+    const single = (ck: boolean) => (a: tf.Tensor, b: tf.Tensor): tf.Scalar => {
+      const g = ([p, q]: tf.Tensor[]): tf.Tensor[] => [tf.matMul(q, p).square()];
+      return (ck ? checkpoint(g, [a, b]) : g([a, b]))[0].sum() as tf.Scalar;
+    };
+    for (const [name, l] of [['multi', lossOf], ['single', single]] as const) {
+      const ref = tf.grads(l(false))([w, x]);
+      const got = tf.grads(l(true))([w, x]);
+      ref.forEach((g, i) => assertClose(got[i], g, { rtol: 1e-5, atol: 1e-6, name: `${name} grad ${i}` }));
+      tf.dispose([...ref, ...got]);
+    }
+    const outs = checkpoint(f, [w, x]);
+    expect(outs[1]).to.not.equal(x); // a copy the caller owns
+    expect(outs[2]).to.not.equal(outs[0]);
+    tf.dispose(outs);
+    expect(x.isDisposed).to.equal(false);
+    tf.dispose([w, x]);
   });
 });

@@ -11,37 +11,49 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
-/** Outputs of fn(xs); under a tape only xs are kept and fn is recomputed in the backward pass. */
+/** The engine entry point tf.customGrad is built on; unlike customGrad it accepts several outputs. */
+interface KernelFuncEngine {
+  runKernelFunc(params: {
+    forwardFunc: (backend: unknown, save: (ts: tf.Tensor[]) => void) => tf.Tensor[];
+    backwardsFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
+    inputs: Record<string, tf.Tensor>;
+  }): tf.Tensor | tf.Tensor[];
+}
+
+/**
+ * Outputs of fn(xs); under a tape only xs are kept and fn is recomputed in the backward pass.
+ * The op is one multi-output tape node (engine.runKernelFunc, what tf.customGrad calls with a single
+ * output; tfjs 4.22 internals, covered by tests), so the outputs are not packed into one tensor and
+ * split again: on wasm every piece of a split (and of its gradient) copies the whole packed tensor.
+ * The backward pass differentiates sum_i <fn(xs)_i, dy_i> under a fresh tape (gradientsInBackward).
+ */
 export function checkpoint(fn: (xs: tf.Tensor[]) => tf.Tensor[], xs: tf.Tensor[]): tf.Tensor[] {
-  let shapes: number[][] = [];
-  // all outputs flattened into one vector (customGrad returns a single tensor)
-  const flatOut = (ys: tf.Tensor[]): tf.Tensor => {
-    const outs = fn(ys);
-    shapes = outs.map((a) => a.shape);
-    const flat = outs.map((a) => a.reshape([-1]));
-    return flat.length === 1 ? flat[0] : tf.concat(flat, 0);
-  };
-  const op = tf.customGrad(((...args: unknown[]) => {
-    const save = args[args.length - 1] as tf.GradSaveFunc;
-    const inputs = args.slice(0, -1) as tf.Tensor[];
-    save(inputs);
-    return {
-      value: flatOut(inputs), // runs without a tape (inside a custom kernel)
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        // recompute with a fresh tape; allowNoGradients: an input may not reach the outputs (e.g. 'stop' mode)
-        // tfjs 4.22: an inner engine.gradients() started during the outer backward pass (gradientDepth 0)
-        // replaces the engine's active tape and sets it to null when done, after which the outer
-        // backward pass crashes disposing its saved tensors; keep and restore the outer tape.
-        return gradientsInBackward(() => flatOut(saved), saved, dy);
-      },
-    };
-  }) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return tf.tidy(() => {
-    const flat = op(...xs);
-    const sizes = shapes.map((s) => s.reduce((p, q) => p * q, 1));
-    const parts = sizes.length === 1 ? [flat] : tf.split(flat, sizes, 0);
-    return parts.map((p, i) => p.reshape(shapes[i]));
+  if (xs.length === 0) throw new Error('checkpoint: needs at least one input tensor');
+  const eng = tf.engine() as unknown as KernelFuncEngine;
+  const inputs: Record<string, tf.Tensor> = {};
+  xs.forEach((x, i) => (inputs[i] = x));
+  const out = eng.runKernelFunc({
+    forwardFunc: (_backend, save) => {
+      save(xs); // kept (as clones) only when a tape is recording
+      const outs = fn(xs); // runs without a tape (inside a kernel)
+      if (outs.length === 0) throw new Error('checkpoint: fn must return at least one tensor');
+      // every output must be a new tensor (an input passed through, or one tensor returned twice, is copied)
+      return outs.map((o, i) => (xs.includes(o) || outs.indexOf(o) < i ? o.clone() : o));
+    },
+    backwardsFunc: (dy, saved) => {
+      const dys = Array.isArray(dy) ? dy : [dy];
+      // recompute with a fresh tape; allowNoGradients: an input may not reach the outputs (e.g. 'stop' mode)
+      const grads = gradientsInBackward(() => {
+        const outs = fn(saved);
+        return outs.length === 1 ? outs[0].mul(dys[0]).sum() : tf.addN(outs.map((o, i) => o.mul(dys[i]).sum()));
+      }, saved);
+      const map: Record<string, () => tf.Tensor> = {};
+      grads.forEach((g, i) => (map[i] = () => g));
+      return map;
+    },
+    inputs,
   });
+  return Array.isArray(out) ? out : [out];
 }
 
 /**
