@@ -22,9 +22,10 @@ import * as tf from '@tensorflow/tfjs';
 import type { InnerLoss } from '../../../core/inner-loss';
 import type { GradientMode } from '../../../core/level';
 import { stopGradient } from '../../../core/ops/stop-gradient';
-import { innerGradientsFromRead, readKeysAndTargets, readMemory, type MemoryActivation } from './memory';
+import { innerGradientsFromRead, readKeysAndTargets, readMemory, readShared, sharedInnerGradients, type MemoryActivation } from './memory';
 import { checkpoint } from '../../../core/ops/checkpoint';
-import { chunkedSegment, naiveSegment, type GroupWeights, type RecurrenceOptions, type SegmentWrites } from './recurrence';
+import { splitAxis0 } from '../../../core/ops/tensor-util';
+import { chunkedSegment, chunkedSharedEnd, naiveSegment, type GroupWeights, type RecurrenceOptions, type SegmentWrites } from './recurrence';
 
 export type MemoryName = 'k' | 'v' | 'eta' | 'alpha' | 'q';
 export type NormalizeMode = 'l2' | 'none';
@@ -249,13 +250,19 @@ export function selfModifyingTitansForward(
 
     // ---- Phase 1: memories k, v, eta, alpha (q), chunk size o.chunkSize ----
     const n1 = nm * n2;
-    // state [B, NM, H, p, q] <-> group [NM B H, p, q]
+    // The chunked impl keeps the group memory-minor, N1 = (B H, memory) (recurrence.ts SharedSegmentWrites:
+    // the memories share keys and rates, so key/rate-only work runs once per (sequence, head) and
+    // products with a shared operand run on wide stacks); the naive impl keeps the memory-major layout.
+    const shared = o.impl === 'chunked';
+    // state [B, NM, H, p, q] <-> group [NM B H, p, q] (naive) or [B H NM, p, q] (chunked)
     const toGroup = (a: tf.Tensor): tf.Tensor3D => {
       const [p, q] = a.shape.slice(3) as [number, number];
+      if (shared) return a.reshape([b, nm, h, p * q]).transpose([0, 2, 1, 3]).reshape([n1, p, q]) as tf.Tensor3D;
       return a.reshape([b, nm, h * p * q]).transpose([1, 0, 2]).reshape([n1, p, q]) as tf.Tensor3D;
     };
     const fromGroup = (a: tf.Tensor): tf.Tensor => {
       const [, p, q] = a.shape;
+      if (shared) return a.reshape([b, h, nm, p * q]).transpose([0, 2, 1, 3]).reshape([b, nm, h, p, q]);
       return a.reshape([nm, b, h * p * q]).transpose([1, 0, 2]).reshape([b, nm, h, p, q]);
     };
     let run1: GroupWeights = { w1: toGroup(s0.W1), w2: toGroup(s0.W2) };
@@ -300,6 +307,41 @@ export function selfModifyingTitansForward(
       add('q', qSegs ? hm(qSegs[i]) : null);
       add('k', kSegs ? hm(kSegs[i]) : null);
       add('v', vSegs ? hm(vSegs[i]) : null);
+      // chunked impl: memory-minor group, shared keys (see `shared` above); same values as `chunk`
+      const chunkShared = (xs: tf.Tensor[]): tf.Tensor[] => {
+        const sw1 = xs[ns] as tf.Tensor3D;
+        const sw2 = xs[ns + 1] as tf.Tensor3D;
+        const etaBias = xs[ns + 3];
+        const alphaBias = at.alphaBias !== undefined ? xs[at.alphaBias] : null;
+        // reads of the chunk-start snapshot (Eq. 90): [N1, L, dh] memory-minor -> one [B H, L, dh] per memory
+        const read = readShared(o.act, sw1, sw2, xs[ns + 2] as tf.Tensor3D, nm).out;
+        const parts = nm === 1 ? [read] : splitAxis0(read.reshape([n2, nm, l * dh]).transpose([1, 0, 2])).map((a) => a.reshape([n2, l, dh]));
+        const pick = (name: MemoryName): tf.Tensor => parts[names.indexOf(name)];
+        const k = norm(at.k !== undefined ? xs[at.k] : pick('k')) as tf.Tensor3D; // [B H, L, dh]
+        const v = norm(at.v !== undefined ? xs[at.v] : pick('v')) as tf.Tensor3D;
+        const eta = tf.sigmoid(perHead(pick('eta').mean(-1), etaBias)).mul(o.etaMax) as tf.Tensor2D; // [B H, L]
+        const logAlpha = alphaBias
+          ? (tf.log(tf.sigmoid(perHead(pick('alpha').mean(-1), alphaBias)).mul(1 - o.alphaMin).add(o.alphaMin)) as tf.Tensor2D)
+          : (tf.zeros([n2, l]) as tf.Tensor2D); // [B H, L], <= 0
+        const q = at.q !== undefined ? xs[at.q] : norm(pick('q'));
+        // self-generated targets and inner gradients of every memory at the snapshot (Eqs. 84-85)
+        const g = sharedInnerGradients(o.act, o.innerLoss, sw1, sw2, k, v, nm, o.gradClip); // [N1, L, .]
+        const etaRows = nm === 1 ? eta.expandDims(2) : eta.reshape([n2, 1, l, 1]).add(tf.zeros([1, nm, 1, 1])).reshape([n1, l, 1]);
+        const next = chunkedSharedEnd(
+          stateOf(xs.slice(0, ns)),
+          {
+            k: stop(k),
+            eta: stop(eta),
+            logAlpha: stop(logAlpha),
+            h: stop(g.h),
+            y2: stop(g.u.mul(etaRows).neg() as tf.Tensor3D),
+            y1: stop(g.e.mul(etaRows).neg() as tf.Tensor3D),
+          },
+          nm,
+          ropts,
+        );
+        return [...stateList(next), k, v, eta, logAlpha, q, ...(o.sentinel ? names.map(pick) : [])];
+      };
       const chunk = (xs: tf.Tensor[]): tf.Tensor[] => {
         const sw1 = xs[ns] as tf.Tensor3D;
         const sw2 = xs[ns + 1] as tf.Tensor3D;
@@ -332,7 +374,7 @@ export function selfModifyingTitansForward(
         const next = recur(stateOf(xs.slice(0, ns)), wr, ropts).state;
         return [...stateList(next), k, v, eta, logAlpha, q, ...(o.sentinel ? names.map(pick) : [])];
       };
-      const res = run(chunk, [...stateList(run1), snap1.w1, snap1.w2, hm(xSegs[i]), w.etaBias, ...extras]);
+      const res = run(shared ? chunkShared : chunk, [...stateList(run1), snap1.w1, snap1.w2, hm(xSegs[i]), w.etaBias, ...extras]);
       run1 = stateOf(res.slice(0, ns));
       outK.push(res[ns]);
       outV.push(res[ns + 1]);

@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { InnerLoss } from '../../../core/inner-loss';
+import { wideToBatched } from './layout';
 
 export type MemoryActivation = 'silu' | 'tanh';
 export const MEMORY_ACTIVATIONS: readonly MemoryActivation[] = ['silu', 'tanh'];
@@ -120,4 +121,62 @@ export function readKeysAndTargets(
     };
     return { atK: { out: half(r.out, 0), z: half(r.z, 0), h: half(r.h, 0) }, vhat: half(r.out, 1) } as unknown as tf.TensorContainer;
   }) as unknown as { atK: MemoryRead; vhat: tf.Tensor3D };
+}
+
+/**
+ * Memory-minor stacks (N1 = (n, memory) rows, n in N2; see recurrence.ts SharedSegmentWrites): the nm
+ * memories of n read the same input x [N2, L, dh]. The input-facing product runs once per n on the wide
+ * stack W2 [N2, nm dhid, dh] (N2 matmul slices instead of N1, and no tiled copies of x); the hidden
+ * layer is then regrouped per memory for W1. Returns out = M_j(x) per memory [N1, L, dh], and z, h [N1, L, dhid].
+ */
+export function readShared(act: MemoryActivation, w1: tf.Tensor3D, w2: tf.Tensor3D, x: tf.Tensor3D, nm: number): MemoryRead {
+  return tf.tidy(() => {
+    const [n2, l, dh] = x.shape;
+    const dz = w2.shape[1];
+    const zw = tf.matMul(x, w2.reshape([n2, nm * dz, dh]) as tf.Tensor3D, false, true); // [N2, L, nm dhid]
+    const z = wideToBatched(zw, nm); // [N1, L, dhid]
+    const h = activate(act, z) as tf.Tensor3D;
+    const hw1 = tf.matMul(h, w1, false, true); // h W1^T, [N1, L, dh]
+    const out = (nm === 1 ? hw1.add(x) : hw1.reshape([n2, nm, l, dh]).add(x.expandDims(1)).reshape([n2 * nm, l, dh])) as tf.Tensor3D;
+    return { out, z, h };
+  });
+}
+
+/**
+ * innerGradients for memory-minor stacks whose memories share the keys k and the target inputs v
+ * [N2, L, dh] (targets vhat_j = M_j(v), Eq. 84): keys and targets are read in one pass (readShared on
+ * [k; v], 2L rows), then e, u and the clip as innerGradientsFromRead. Returns e [N1, L, dh], u and
+ * h [N1, L, dhid] (same values as innerGradients on the tiled keys and targets; tested).
+ */
+export function sharedInnerGradients(
+  act: MemoryActivation,
+  loss: InnerLoss,
+  w1: tf.Tensor3D,
+  w2: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
+  nm: number,
+  clip: number | null,
+): { e: tf.Tensor3D; u: tf.Tensor3D; h: tf.Tensor3D } {
+  return tf.tidy(() => {
+    const [n2, l, dh] = k.shape;
+    const n1 = n2 * nm;
+    const r = readShared(act, w1, w2, tf.concat([k, v], 1) as tf.Tensor3D, nm); // [N1, 2L, .]
+    const half = (a: tf.Tensor3D, i: 0 | 1): tf.Tensor3D => {
+      const d = a.shape[2];
+      return a.reshape([n1, 2, l * d]).slice([0, i, 0], [n1, 1, l * d]).reshape([n1, l, d]) as tf.Tensor3D;
+    };
+    const h = half(r.h, 0);
+    let e = loss.grad(half(r.out, 0), half(r.out, 1)) as tf.Tensor3D; // [N1, L, dh]
+    let u = tf.matMul(e, w1).mul(activateGrad(act, half(r.z, 0))) as tf.Tensor3D; // [N1, L, dhid]
+    if (clip !== null) {
+      const sq = (a: tf.Tensor): tf.Tensor => a.square().sum(-1);
+      const kk = nm === 1 ? sq(k) : sq(k).reshape([n2, 1, l]).add(tf.zeros([1, nm, 1])).reshape([n1, l]); // |k|^2 per memory row
+      const norm = tf.sqrt(sq(e).mul(sq(h)).add(sq(u).mul(kk)).add(1e-12)); // [N1, L]
+      const scale = tf.minimum(tf.scalar(1), tf.scalar(clip).div(norm)).expandDims(2);
+      e = e.mul(scale) as tf.Tensor3D;
+      u = u.mul(scale) as tf.Tensor3D;
+    }
+    return { e, u, h } as unknown as tf.TensorContainer;
+  }) as unknown as { e: tf.Tensor3D; u: tf.Tensor3D; h: tf.Tensor3D };
 }

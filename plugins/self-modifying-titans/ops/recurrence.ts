@@ -25,6 +25,9 @@ import * as tf from '@tensorflow/tfjs';
 import { splitAxis0, stackAxis0 } from '../../linear-attention/ops/tf-util';
 import { wyInverse } from '../../linear-attention/ops/tril-inverse';
 import { activate, type MemoryActivation } from './memory';
+import { batchedToWide } from './layout';
+
+export { batchedToWide, wideToBatched } from './layout';
 
 /** Fast weights of one group of memories, flattened to N = (sequence, memory, head). */
 export interface GroupWeights {
@@ -244,4 +247,129 @@ export function chunkedSegment(s0: GroupWeights, wr: SegmentWrites, opts: Recurr
     }
     return res as unknown as tf.TensorContainer;
   }) as unknown as SegmentResult;
+}
+
+/**
+ * Writes of a group of `nm` memories that share their keys and rates (phase 1 of the mixer: M_k, M_v,
+ * M_eta, M_alpha (, M_q) all write at the same k_t with the same eta_t, alpha_t, Eq. 90). Memory-minor
+ * layout N1 = (n, memory) with n in N2 = (sequence, head): row n * nm + j is memory j of n, so an
+ * [N1, p, q] weight stack is an [N2, nm p, q] "wide" stack for free (one product per n for all memories).
+ */
+export interface SharedSegmentWrites {
+  k: tf.Tensor3D; // shared write key of W2 and the DGD factor, [N2, L, dh]
+  eta: tf.Tensor2D; // [N2, L]
+  logAlpha: tf.Tensor2D; // [N2, L], <= 0
+  h: tf.Tensor3D; // per-memory write key of W1, [N1, L, dhid]
+  y2: tf.Tensor3D; // -eta u, [N1, L, dhid]
+  y1: tf.Tensor3D; // -eta e, [N1, L, dh]
+}
+
+/**
+ * State after the last token of a segment whose memories share keys and rates (SharedSegmentWrites),
+ * the same values as naiveSegment / chunkedSegment on the tiled writes (tested), without the write
+ * vectors D and with every key/rate-only quantity computed once per n instead of once per memory.
+ * With the notation of the file header (everything below per n, L = last row):
+ *   D^T diag(Gam_L) K = rhs^T T^-T diag(Gam_L) K = -pre^T Pe,   T = (I + strict(diag(eta/alpha)(Gam o K K^T)))^-1,
+ *   Pe = diag(eta) T^T diag(Gam_L) K [L, dh],  pre = diag(gamma') K W2_0^T + diag(rho') K M2_0^T + (Lam' o K K^T) Y2,
+ * so  W2_L = W2_0 (gamma_L I - Ga) + M2_0 (rho_L I - Gb) + Y2^T (diag(Lam_L) K - Qe),
+ *     Ga = K^T diag(gamma') Pe, Gb = K^T diag(rho') Pe [dh, dh],  Qe = (Lam' o K K^T)^T Pe [L, dh]
+ * (Ga, Gb, Qe and the WY inverse depend only on k, eta, alpha: [N2, ...]), M2_L = mu^L M2_0 + Y2^T diag(mu^(L-s)) K,
+ * and W1_L = gamma_L W1_0 + rho_L M1_0 + Y1^T diag(Lam_L) H, M1_L = mu^L M1_0 + Y1^T diag(mu^(L-s)) H.
+ * Products with a per-memory left operand and a shared right operand run on the wide stacks (N2 slices).
+ */
+export function chunkedSharedEnd(s0: GroupWeights, wr: SharedSegmentWrites, nm: number, opts: RecurrenceOptions): GroupWeights {
+  checkMomentumState(s0, opts, 'chunkedSharedEnd');
+  return tf.tidy(() => {
+    const [n2, l, dh] = wr.k.shape;
+    const dz = wr.h.shape[2];
+    const n1 = n2 * nm;
+    if (wr.h.shape[0] !== n1 || s0.w1.shape[0] !== n1) {
+      throw new Error(`chunkedSharedEnd: per-memory writes and state need N1 = ${n2} x ${nm} rows, got h [${wr.h.shape}], w1 [${s0.w1.shape}]`);
+    }
+    const mu = opts.momentum;
+    const { w1: w10, w2: w20, m1: m10, m2: m20 } = s0;
+    const { k, h, y1, y2 } = wr;
+    const g = tf.cumsum(wr.logAlpha, 1); // [N2, L], <= 0
+    const gLast = g.slice([0, l - 1], [n2, 1]); // [N2, 1]
+    const gamLast = tf.exp(gLast.sub(g)); // Gam_{L,s}, [N2, L]
+    const gammaL = tf.exp(gLast).reshape([n2, 1, 1]); // gamma_L
+    // per n -> per (n, memory) scalars: [N2, 1, 1] -> [N1, 1, 1]
+    const perMem = (a: tf.Tensor): tf.Tensor => (nm === 1 ? a.reshape([n1, 1, 1]) : a.reshape([n2, 1]).add(tf.zeros([1, nm])).reshape([n1, 1, 1]));
+    // per n rows [N2, L] -> per (n, memory) column weights [N1, L, 1]
+    const perMemRows = (a: tf.Tensor): tf.Tensor => (nm === 1 ? a.reshape([n1, l, 1]) : a.reshape([n2, 1, l]).add(tf.zeros([1, nm, 1])).reshape([n1, l, 1]));
+    let lamLast: tf.Tensor = gamLast; // Lam_{L,s}, [N2, L]
+    let rhoL: tf.Tensor | null = null; // [N2, 1, 1]
+    let muMat: tf.Tensor2D | null = null;
+    let muPow: tf.Tensor2D | null = null;
+    if (mu !== null) {
+      muMat = lowerFrom(l, (t, s) => Math.pow(mu, t - s)); // Mu, [L, L]
+      muPow = tf.tensor2d(Array.from({ length: l }, (_, j) => [Math.pow(mu, j + 1)]), [l, 1]); // mu^j, j = 1..L
+      lamLast = tf.matMul(gamLast as tf.Tensor2D, muMat); // sum_j Gam_Lj mu^(j-s)
+      rhoL = tf.matMul(gamLast as tf.Tensor2D, muPow).reshape([n2, 1, 1]);
+    }
+
+    // W1 (and M1): per-memory keys H, Y1^T [diag(Lam_L) H | diag(mu^(L-s)) H] as one product over [lamLast | muPowLast] rows
+    const wLam = perMemRows(lamLast); // [N1, L, 1]
+    let state: GroupWeights;
+    const muPowLast = mu !== null ? tf.tensor3d(Array.from({ length: l }, (_, s) => Math.pow(mu, l - 1 - s)), [1, l, 1]) : null; // mu^(L-s)
+    let w1n: tf.Tensor;
+    let m1n: tf.Tensor | null = null;
+    if (mu !== null && muPowLast) {
+      const upd1 = tf.matMul(tf.concat([y1.mul(wLam), y1.mul(muPowLast)], 2) as tf.Tensor3D, h, true, false); // [N1, 2 dh, dhid]
+      w1n = w10.mul(perMem(gammaL)).add((m10 as tf.Tensor3D).mul(perMem(rhoL as tf.Tensor))).add(halfRows(upd1, 0));
+      m1n = (m10 as tf.Tensor3D).mul(Math.pow(mu, l)).add(halfRows(upd1, 1));
+    } else {
+      w1n = w10.mul(perMem(gammaL)).add(tf.matMul(y1.mul(wLam) as tf.Tensor3D, h, true, false));
+    }
+
+    // W2 (and M2): shared right operands [N2, L, dh], per-memory left operands on the wide stacks
+    const y2w = batchedToWide(y2, nm); // [N2, L, nm dhid]
+    const wide = (a: tf.Tensor): tf.Tensor3D => a.reshape([n2, nm * dz, dh]) as tf.Tensor3D; // [N1, dhid, dh] -> [N2, nm dhid, dh]
+    const fromWide = (a: tf.Tensor): tf.Tensor3D => a.reshape([n1, dz, dh]) as tf.Tensor3D;
+    let r2: tf.Tensor = lamLast.expandDims(2).mul(k); // diag(Lam_L) K, [N2, L, dh]
+    let w2n: tf.Tensor;
+    let m2n: tf.Tensor | null = null;
+    const rhoTerm = (): tf.Tensor => (m20 as tf.Tensor3D).mul(perMem(rhoL as tf.Tensor));
+    if (opts.dgd) {
+      const invAlpha = tf.exp(wr.logAlpha.neg()); // [N2, L]
+      const gPrev = g.sub(wr.logAlpha); // g_{t-1}: gamma'_t = exp(g_{t-1})
+      const lower = lowerFrom(l, () => 1);
+      const gam = tf.exp(g.expandDims(2).sub(g.expandDims(1)).mul(lower)).mul(lower); // Gam, [N2, L, L]
+      let lamPrev: tf.Tensor; // Lam' (row t-1), [N2, L, L]
+      let rhoPrev: tf.Tensor | null = null; // rho' [N2, L]
+      if (mu !== null && muMat && muPow) {
+        const flatGam = gam.reshape([n2 * l, l]) as tf.Tensor2D;
+        const lam = tf.matMul(flatGam, muMat).reshape([n2, l, l]);
+        lamPrev = lam.sub(muMat).mul(invAlpha.expandDims(2));
+        const rho = tf.matMul(flatGam, muPow).reshape([n2, l]);
+        rhoPrev = rho.sub(muPow.reshape([1, l])).mul(invAlpha);
+      } else {
+        lamPrev = gam.mul(lower.sub(tf.eye(l))).mul(invAlpha.expandDims(2)); // Gam'
+      }
+      const beta = wr.eta.mul(invAlpha) as tf.Tensor2D; // eta / alpha
+      const tInv = wyInverse(k, beta, g as tf.Tensor2D, 'blocked'); // (I + strict(diag(beta)(Gam o K K^T)))^-1, [N2, L, L]
+      const pe = tf.matMul(tInv, gamLast.expandDims(2).mul(k) as tf.Tensor3D, true, false).mul(wr.eta.expandDims(2)); // Pe, [N2, L, dh]
+      const kk = tf.matMul(k, k, false, true); // K K^T, [N2, L, L]
+      const qe = tf.matMul(lamPrev.mul(kk) as tf.Tensor3D, pe as tf.Tensor3D, true, false); // Qe, [N2, L, dh]
+      r2 = r2.sub(qe);
+      const eyeDh = tf.eye(dh).expandDims(0);
+      const ga = tf.matMul(k, pe.mul(tf.exp(gPrev).expandDims(2)) as tf.Tensor3D, true, false); // [N2, dh, dh]
+      w2n = tf.matMul(wide(w20), gammaL.mul(eyeDh).sub(ga) as tf.Tensor3D); // W2_0 (gamma_L I - Ga), wide
+      if (mu !== null && rhoPrev) {
+        const gb = tf.matMul(k, pe.mul(rhoPrev.expandDims(2)) as tf.Tensor3D, true, false);
+        w2n = w2n.add(tf.matMul(wide(m20 as tf.Tensor3D), (rhoL as tf.Tensor).mul(eyeDh).sub(gb) as tf.Tensor3D));
+      }
+      w2n = fromWide(w2n);
+    } else {
+      w2n = w20.mul(perMem(gammaL));
+      if (mu !== null) w2n = w2n.add(rhoTerm());
+    }
+    w2n = w2n.add(fromWide(tf.matMul(y2w, r2 as tf.Tensor3D, true, false))); // + Y2^T R2
+    if (mu !== null && muPowLast) {
+      m2n = (m20 as tf.Tensor3D).mul(Math.pow(mu, l)).add(fromWide(tf.matMul(y2w, k.mul(muPowLast) as tf.Tensor3D, true, false)));
+    }
+    state = { w1: w1n as tf.Tensor3D, w2: w2n as tf.Tensor3D };
+    if (m1n && m2n) state = { ...state, m1: m1n as tf.Tensor3D, m2: m2n as tf.Tensor3D };
+    return state as unknown as tf.TensorContainer;
+  }) as unknown as GroupWeights;
 }
