@@ -61,15 +61,15 @@ export function program(): Command {
 
   cmd
     .command('train')
-    .description('train a model (progress, validation bpb, atomic checkpoints, metrics.jsonl, learning-curve.svg)')
+    .description('train a model (progress, validation bpb, atomic checkpoints, metrics.jsonl, learning-curve.svg + .png)')
     .addOption(new Option('--preset <name>', 'preset').choices([...PRESET_NAMES]))
     .option('--config <file>', 'JSON or YAML run config')
     .option('--data <src>', "moby-dick | sotu | comma-separated text files/folders (overrides the config's data)")
     .option('--steps <n>', 'total training steps (overrides training.steps)', intArg('--steps'))
     .option('--out <dir>', 'output directory', 'runs/latest')
     .option('--resume', 'continue from the checkpoint in --out')
-    .option('--no-plot', 'skip the SVG learning curve')
-    .option('--sample <n>', 'bytes to generate at the end (0 = none)', intArg('--sample'))
+    .option('--no-plot', 'skip the learning curve (SVG and PNG)')
+    .option('--sample <n>', 'tokens to generate at the end (bytes with the byte tokenizer)', intArg('--sample'))
     .action(async (o) => {
       await backend(be());
       let r: Run;
