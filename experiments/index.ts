@@ -3,11 +3,8 @@ import { formalLanguages } from './formal-languages';
 import { mqar } from './mqar';
 import { lm } from './lm';
 import { ablations } from './ablations';
-import { mad } from './mad';
+import { MAD_EXPERIMENTS } from './mad';
 import { needle } from './needle';
-import { continualMnist } from './continual-mnist';
-import { continualLm } from './continual-lm';
-import { optimizers } from './optimizers';
 import type { Experiment } from './types';
 
 export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
@@ -15,11 +12,8 @@ export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
   [mqar.name]: mqar,
   [lm.name]: lm,
   [ablations.name]: ablations,
-  [mad.name]: mad,
+  ...Object.fromEntries(MAD_EXPERIMENTS.map((e) => [e.name, e])),
   [needle.name]: needle,
-  [continualMnist.name]: continualMnist,
-  [continualLm.name]: continualLm,
-  [optimizers.name]: optimizers,
 };
 export const EXPERIMENT_NAMES: readonly string[] = Object.keys(EXPERIMENTS);
 

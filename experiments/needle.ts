@@ -125,16 +125,16 @@ export interface NeedleConfig {
 const FULL: NeedleConfig = {
   kinds: ['hope', 'transformer', 'deltanet', 'titans', 'linear-attention'],
   types: [...NEEDLE_TYPES],
-  sizes: { dModel: 32, numHeads: 2, numBlocks: 1, chunkSize: 16, shortConv: 4, cmsLevels: [{ period: 256, learningRate: 0.01 }, { period: 0 }] },
+  sizes: { dModel: 32, numHeads: 2, numBlocks: 1, chunkSize: 16, shortConv: 4, cmsLevels: [{ period: 128, learningRate: 0.01 }, { period: 0 }] },
   learningRate: 1e-2,
   steps: 150,
   batchSize: 8,
-  trainMin: 128,
-  trainMax: 256,
-  testLengths: [256, 1024, 2048, 4096],
-  testSequences: 16,
+  trainMin: 90,
+  trainMax: 128,
+  testLengths: [128, 1024, 2048, 4096],
+  testSequences: 8,
   evalTokens: 8192,
-  segmentLength: 256,
+  segmentLength: 128,
   seeds: [1],
 };
 

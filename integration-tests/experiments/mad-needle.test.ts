@@ -1,5 +1,5 @@
 /**
- * The `mad` and `needle` experiments: smoke runs through `runExperiment` (files, structure, no leaked
+ * The `mad-<task>` and `needle` experiments: smoke runs through `runExperiment` (files, structure, no leaked
  * tensors) and the data generators against hand-worked examples and an independent recogniser
  * (mad expectedLabels; a regex over the needle text).
  */
@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { EXPERIMENT_NAMES, getExperiment, markdownTable, runExperiment, type ResultFile } from '../../experiments';
-import { MAD_TASKS, buildConvModel, expectedLabels, generate, memorizationMap, mad, taskVocab, type TaskSizes } from '../../experiments/mad';
+import { MAD_TASKS, buildConvModel, expectedLabels, generate, madExperiment, memorizationMap, taskVocab, type TaskSizes } from '../../experiments/mad';
 import { FILLER, NEEDLE_TYPES, VOCAB, answerTokens, evalNeedles, needleSequence } from '../../experiments/needle';
 import { disposeModel, evalBatch, leftPad, rng } from '../../experiments/models';
 
@@ -21,11 +21,12 @@ describe('mad and needle experiments (smoke sizes)', function () {
   });
   after(() => fs.rmSync(out, { recursive: true, force: true }));
 
-  it('registers mad and needle', () => {
-    expect(EXPERIMENT_NAMES).to.include.members(['mad', 'needle']);
+  const MAD_NAMES = MAD_TASKS.map((t) => `mad-${t}`);
+  it('registers one mad experiment per task and needle', () => {
+    expect(EXPERIMENT_NAMES).to.include.members([...MAD_NAMES, 'needle']);
   });
 
-  for (const name of ['mad', 'needle']) {
+  for (const name of [...MAD_NAMES, 'needle']) {
     it(`${name} --smoke writes .json, .md and .svg with the documented structure, without leaking tensors`, async () => {
       const exp = getExperiment(name);
       const before = tf.memory().numTensors;
@@ -37,7 +38,7 @@ describe('mad and needle experiments (smoke sizes)', function () {
       expect(j.command).to.equal(`nl exp ${name} --smoke --out ${out}`);
       expect(j.verdict).to.match(/^smoke size/);
       const cfg = j.config as { kinds: string[]; tasks?: string[]; types?: string[]; testLengths?: number[] };
-      const cells = name === 'mad' ? cfg.tasks!.length : cfg.types!.length * cfg.testLengths!.length;
+      const cells = name.startsWith('mad-') ? cfg.tasks!.length : cfg.types!.length * cfg.testLengths!.length;
       expect(j.rows.length).to.equal(cfg.kinds.length * cells); // one row per (kind, task) or (kind, type, length)
       for (const r of j.rows) {
         for (const c of j.columns) expect(r, `column ${c}`).to.have.property(c);
@@ -89,7 +90,7 @@ describe('mad task data', () => {
   });
 
   it('every generator agrees with the recogniser, stays in its vocabulary and labels only answer tokens', () => {
-    for (const sizes of [S, mad.config('full').task]) {
+    for (const sizes of [S, madExperiment('in-context-recall').config('full').task]) {
       const map = memorizationMap(3, sizes);
       const r = rng(11);
       for (const task of MAD_TASKS) {
@@ -111,7 +112,7 @@ describe('mad task data', () => {
   });
 
   it('labels sit where the answer follows: selective copying / fuzzy recall predict the next token; memorization uses one map', () => {
-    const full = mad.config('full').task;
+    const full = madExperiment('in-context-recall').config('full').task;
     const r = rng(5);
     for (const task of ['selective-copying', 'fuzzy-recall'] as const) {
       for (let i = 0; i < 20; i++) {
