@@ -197,7 +197,7 @@ const TRANSPOSE_TILE = 16;
  */
 function transposeLast2(backend: WasmBackend, x: tf.TensorInfo, batch: number, rows: number, cols: number): tf.TensorInfo {
   const out = backend.makeOutput([batch, cols, rows], 'float32');
-  const kernel = gemmKernel(backend.wasm);
+  const kernel = usableGemm(backend);
   if (kernel !== null) {
     // The SIMD blocked transpose of gemm.c (4x4 register transposes in 32x32 tiles), in place on the heap.
     kernel.exports.transpose_last2(offsetOf(backend, x), offsetOf(backend, out), batch, rows, cols);
@@ -315,9 +315,27 @@ export function setMatMulRoute(route: ProductRoute): ProductRoute {
   return previous;
 }
 
-/** True when the project GEMM module runs in this backend (it loads on first use). */
+let gemmEnabled = true;
+
+/**
+ * Diagnostics knob for benchmarks (before/after comparisons in one process): false makes the kernels
+ * behave as if gemm.wasm could not load ('auto' never picks gemm, transposes use the JS loop), which
+ * is the behaviour before the gemm route existed. Returns the previous setting.
+ */
+export function setGemmEnabled(enabled: boolean): boolean {
+  const previous = gemmEnabled;
+  gemmEnabled = enabled;
+  return previous;
+}
+
+/** The gemm module for this backend, or null when it cannot load or is disabled (setGemmEnabled). */
+function usableGemm(backend: WasmBackend): GemmKernel | null {
+  return gemmEnabled ? gemmKernel(backend.wasm) : null;
+}
+
+/** True when the project GEMM module runs in this backend (it loads on first use) and is enabled. */
 export function gemmAvailable(backend: WasmBackend): boolean {
-  return gemmKernel(backend.wasm) !== null;
+  return usableGemm(backend) !== null;
 }
 
 /**
@@ -360,11 +378,12 @@ function gemmProduct(
   const ptr = kernel.malloc(bytes);
   if (ptr === 0) throw new Error(`BatchMatMul: gemm route could not allocate ${bytes} bytes of scratch`);
   try {
-    const scratch = (ptr + 15) & ~15;
+    // 16-byte aligned (arithmetic, not bit ops: heap offsets may exceed 2^31).
+    const scratch = ptr + ((16 - (ptr % 16)) % 16);
     const aIdx = scratch + packFloats * 4;
     const bIdx = aIdx + g.outBatch * 4;
     // Heap view taken after the malloc above (memory growth replaces the buffer).
-    fillSliceIndices(g, kernel.heap32(), aIdx >> 2, bIdx >> 2);
+    fillSliceIndices(g, kernel.heap32(), aIdx / 4, bIdx / 4);
     kernel.exports.gemm_batched(
       offsetOf(backend, a), offsetOf(backend, b), offsetOf(backend, out), aIdx, bIdx, g.outBatch,
       m, k, n, transposeA ? 1 : 0, transposeB ? 1 : 0, packA, scratch,
@@ -408,12 +427,13 @@ export function fastProduct(
   // With no transpose and no batch the C entry point goes to XNNPACK itself (and its per-b-id
   // operator cache): leave that case to the branch below, which guards the cache.
   const cGoesToXnn = !transposeA && !transposeB && g.batchA === 1 && g.batchB === 1;
-  const kernel = gemmKernel(backend.wasm);
+  const kernel = usableGemm(backend);
   let chosen: 'xnnpack' | 'gemm' | 'scalar' = route === 'auto' ? 'xnnpack' : route;
   if (chosen === 'scalar' && cGoesToXnn) chosen = 'xnnpack';
   if (route === 'gemm' && kernel === null) {
     backend.disposeData(out.dataId);
-    throw new Error(`BatchMatMul: the gemm route is unavailable: ${gemmUnavailableReason(backend.wasm) ?? 'unknown reason'}`);
+    const why = gemmEnabled ? (gemmUnavailableReason(backend.wasm) ?? 'unknown reason') : 'disabled by setGemmEnabled(false)';
+    throw new Error(`BatchMatMul: the gemm route is unavailable: ${why}`);
   }
   if (route === 'auto') {
     const cost = estimateRoutes(g, transposeA, transposeB, kernel !== null);
@@ -484,6 +504,17 @@ function builtInIsFast(g: MatMulGeometry, transposeA: boolean, transposeB: boole
   return !transposeA && !transposeB && g.batchA === 1 && g.batchB === 1 && g.m * g.k * g.n > 0;
 }
 
+/**
+ * For a plain product the built-in kernel would run on XNNPACK: true when gemm.wasm is estimated
+ * cheaper even granting XNNPACK its cached packed weights (it is for most shapes; XNNPACK keeps
+ * single rows against large weights, e.g. m = 1, where packing dominates).
+ */
+function gemmBeatsBuiltIn(backend: WasmBackend, g: MatMulGeometry): boolean {
+  if (usableGemm(backend) === null) return false;
+  const cost = estimateRoutes(g, false, false, true);
+  return cost.gemm < cost.xnnpack;
+}
+
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 /** Builds the replacement BatchMatMul kernelFunc; `original` handles plain products and non-float32 errors. */
@@ -496,7 +527,9 @@ export function makeBatchMatMul(original: tf.KernelFunc): tf.KernelFunc {
     if (a.dtype !== 'float32' || b.dtype !== 'float32') return original(args);
     const backend = asWasmBackend(args.backend, 'BatchMatMul');
     const g = matMulGeometry(a.shape, b.shape, transposeA, transposeB, 'BatchMatMul');
-    if (defaultRoute === 'auto' && builtInIsFast(g, transposeA, transposeB) && weightShapeIsSafe(b, g.k, g.n)) return original(args);
+    if (defaultRoute === 'auto' && builtInIsFast(g, transposeA, transposeB) && !gemmBeatsBuiltIn(backend, g) && weightShapeIsSafe(b, g.k, g.n)) {
+      return original(args);
+    }
     return fastProduct(backend, a, b, transposeA, transposeB, g);
   };
 }
@@ -556,7 +589,8 @@ export function makeFusedMatMul(original: tf.KernelFunc): tf.KernelFunc {
     const biasOk = bias == null || (bias.shape.length === 1 && bias.shape[0] === g.n);
     const pw = preluActivationWeights;
     const preluOk = activation !== 'prelu' || (pw != null && preluTrailingCompatible(pw.shape, [g.outBatch, g.m, g.n]));
-    if (defaultRoute === 'auto' && builtInIsFast(g, transposeA, transposeB) && biasOk && preluOk && weightShapeIsSafe(b, g.k, g.n)) {
+    const builtInOk = builtInIsFast(g, transposeA, transposeB) && biasOk && preluOk && !gemmBeatsBuiltIn(backend, g);
+    if (defaultRoute === 'auto' && builtInOk && weightShapeIsSafe(b, g.k, g.n)) {
       return original(args);
     }
     const product = fastProduct(backend, a, b, transposeA, transposeB, g);

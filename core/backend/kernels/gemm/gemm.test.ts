@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { selectBackend } from '../../select';
 import { assertClose, expectNoLeakedTensors, withBackend } from '../../../testing';
 import { registerProjectKernels, unregisterProjectKernels } from '../index';
-import { MATMUL_COST_NS, estimateRoutes, gemmAvailable, matMulGeometry, setMatMulRoute, type ProductRoute } from '../batch-mat-mul';
+import {
+  MATMUL_COST_NS,
+  estimateRoutes,
+  gemmAvailable,
+  matMulGeometry,
+  setGemmEnabled,
+  setMatMulRoute,
+  type ProductRoute,
+} from '../batch-mat-mul';
 import { asWasmBackend, type WasmModule } from '../wasm-internals';
 import { GEMM_SOURCE_SHA256, GEMM_WASM_BASE64 } from './gemm-wasm';
 import { gemmKernel, gemmUnavailableReason } from './instance';
@@ -337,6 +345,24 @@ describe('project GEMM (gemm.wasm)', function () {
         expect(heapBytes()).to.equal(before);
       });
       tf.dispose([a, b]);
+    });
+
+    it('setGemmEnabled(false) restores the routes without gemm (same values); forcing gemm then throws', () => {
+      const av = values(3 * 17 * 33, 5);
+      const bv = values(3 * 9 * 33, 6);
+      const want = reference(av, bv, 3, (o) => o, (o) => o, 17, 33, 9, false, true);
+      const previous = setGemmEnabled(false);
+      try {
+        const out = tf.tidy(() => tf.matMul(tf.tensor(av, [3, 17, 33]), tf.tensor(bv, [3, 9, 33]), false, true));
+        assertClose(out.dataSync() as Float32Array, want, TOL);
+        out.dispose();
+        expect(gemmAvailable(asWasmBackend(tf.backend(), 'test'))).to.equal(false);
+        const ones = tf.ones([2, 2, 2]);
+        expect(() => withRoute('gemm', () => tf.matMul(ones, ones))).to.throw(/gemm route is unavailable: disabled/);
+        ones.dispose();
+      } finally {
+        setGemmEnabled(previous);
+      }
     });
 
     it('a backend without an exposed memory gets null and a reason (the caller keeps the other routes)', () => {

@@ -102,7 +102,8 @@ function instantiate(host: HostModule): GemmKernel | string {
   // The linker's default stack would sit at address 0 of tfjs memory: move it to a block we own.
   const stack = malloc(STACK_BYTES);
   if (stack === 0) return 'could not allocate the gemm module stack';
-  exports.__stack_pointer.value = (stack + STACK_BYTES) & ~15;
+  const top = stack + STACK_BYTES;
+  exports.__stack_pointer.value = top - (top % 16);
   return {
     exports,
     malloc,
