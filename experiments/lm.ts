@@ -251,7 +251,7 @@ const FULL: LmConfig = {
 };
 
 export const LM_MODEL_SMOKE: LmModelConfig = { ...MODEL_FULL, dModel: 8, numBlocks: 1 };
-export const LM_TRAIN_SMOKE: LmTrainConfig = { ...LM_TRAIN_FULL, steps: 2, batchSize: 2, seqLength: 16, evalEvery: 2, evalBatches: 1, evalBatchSize: 2 };
+export const LM_TRAIN_SMOKE: LmTrainConfig = { ...LM_TRAIN_FULL, steps: 1, batchSize: 2, seqLength: 16, evalEvery: 1, evalBatches: 1, evalBatchSize: 2 };
 
 const SMOKE: LmConfig = { ...FULL, model: LM_MODEL_SMOKE, train: LM_TRAIN_SMOKE };
 
