@@ -86,7 +86,7 @@ describe('experiments: continual-mnist, continual-lm, optimizers (smoke sizes)',
     const w = await runExperiment(getExperiment('optimizers'), { smoke: true, out, seed: 1 });
     expect(tf.memory().numTensors).to.equal(before);
     const j = smokeChecks('optimizers', w, out);
-    const opts = ['m3', 'adamw', 'muon', 'dmgd', 'deltaMomentum'];
+    const opts = ['m3', 'm3Ema', 'adamw', 'muon', 'dmgd', 'deltaMomentum'];
     for (const part of ['mnist-mlp', 'hope-tiny']) {
       expect([...new Set(j.rows.filter((r) => r.part === part).map((r) => r.optimizer))].sort(), part).to.deep.equal([...opts].sort());
     }
