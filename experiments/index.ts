@@ -5,6 +5,9 @@ import { lm } from './lm';
 import { ablations } from './ablations';
 import { MAD_EXPERIMENTS } from './mad';
 import { needle } from './needle';
+import { continualMnist } from './continual-mnist';
+import { continualLm } from './continual-lm';
+import { optimizers } from './optimizers';
 import type { Experiment } from './types';
 
 export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
@@ -14,6 +17,9 @@ export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
   [ablations.name]: ablations,
   ...Object.fromEntries(MAD_EXPERIMENTS.map((e) => [e.name, e])),
   [needle.name]: needle,
+  [continualMnist.name]: continualMnist,
+  [continualLm.name]: continualLm,
+  [optimizers.name]: optimizers,
 };
 export const EXPERIMENT_NAMES: readonly string[] = Object.keys(EXPERIMENTS);
 
