@@ -315,7 +315,11 @@ export function setMatMulRoute(route: ProductRoute): ProductRoute {
   return previous;
 }
 
-let gemmEnabled = true;
+/**
+ * NL_WASM_GEMM=off in the environment starts with gemm disabled: an escape hatch should the kernel
+ * misbehave somewhere, and a before/after switch for the benchmark suites (which we do not edit).
+ */
+let gemmEnabled = !(typeof process !== 'undefined' && process.env?.NL_WASM_GEMM === 'off');
 
 /**
  * Diagnostics knob for benchmarks (before/after comparisons in one process): false makes the kernels
