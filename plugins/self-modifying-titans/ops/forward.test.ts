@@ -78,6 +78,70 @@ describe('self-modifying-titans forward', () => {
     }
   });
 
+  describe('merged phases (chunkSize == memChunkSize: M_mem joins the phase-1 group): chunked == naive', () => {
+    const gradsOf = (o: SmtOptions, w: SmtWeights, xx: tf.Tensor, r: tf.Tensor): tf.Tensor[] => {
+      const names = Object.keys(w) as Array<keyof SmtWeights>;
+      return tf.grads((...args: tf.Tensor[]) => {
+        const ww = { ...w } as Record<string, tf.Tensor>;
+        names.forEach((n, i) => (ww[n] = args[i + 1]));
+        return selfModifyingTitansForward(o, ww as unknown as SmtWeights, args[0], null).y.mul(r).sum();
+      })([xx, ...names.map((n) => w[n] as tf.Tensor)]);
+    };
+    for (const t of [1, 7, 63, 130]) {
+      for (const c of [8, 16]) {
+        it(`outputs and state, T=${t}, chunkSize = memChunkSize = ${c}`, () => {
+          tf.tidy(() => {
+            const o = testOptions({ chunkSize: c, memChunkSize: c });
+            const w = testWeights(o);
+            const xx = x(2, t);
+            const a = selfModifyingTitansForward({ ...o, impl: 'naive' }, w, xx, null);
+            const b = selfModifyingTitansForward(o, w, xx, null);
+            close(b.y, a.y, 'y');
+            compareStates(b.state, a.state, 'state');
+          });
+        });
+      }
+    }
+    const variants: Array<[string, Partial<SmtOptions>]> = [
+      ['default', {}],
+      ['no dgd', { dgd: false }],
+      ['no momentum', { momentum: null }],
+      ['no weight decay, dot loss', { weightDecay: false, innerLoss: dotLoss }],
+      ['static k and v, tanh', { staticK: true, staticV: true, act: 'tanh' }],
+      ['adaptive q, normalize none', { adaptiveQ: true, normalize: 'none', etaMax: 0.05 }],
+      ["gradientMode 'stop'", { gradientMode: 'stop' }],
+    ];
+    for (const [name, over] of variants) {
+      it(`gradients w.r.t. x and every weight, T=21, C=8: ${name}`, () => {
+        tf.tidy(() => {
+          const o = testOptions({ chunkSize: 8, memChunkSize: 8, ...over });
+          const w = testWeights(o);
+          const xx = x(2, 21);
+          const r = tf.randomNormal([2, 21, TEST_D], 0, 1, 'float32', 9);
+          const ya = selfModifyingTitansForward({ ...o, impl: 'naive' }, w, xx, null);
+          const yb = selfModifyingTitansForward(o, w, xx, null);
+          close(yb.y, ya.y, 'y');
+          compareStates(yb.state, ya.state, 'state');
+          const ga = gradsOf({ ...o, impl: 'naive' }, w, xx, r);
+          const gb = gradsOf(o, w, xx, r);
+          ['x', ...Object.keys(w)].forEach((n, i) => close(gb[i], ga[i], `d/d${n}`));
+          expect(gb[0].abs().max().dataSync()[0]).to.be.greaterThan(0);
+        });
+      });
+    }
+    it('gradients, T=130, chunkSize = memChunkSize = 16', () => {
+      tf.tidy(() => {
+        const o = testOptions({ chunkSize: 16, memChunkSize: 16 });
+        const w = testWeights(o);
+        const xx = x(2, 130);
+        const r = tf.randomNormal([2, 130, TEST_D], 0, 1, 'float32', 9);
+        const ga = gradsOf({ ...o, impl: 'naive' }, w, xx, r);
+        const gb = gradsOf(o, w, xx, r);
+        ['x', ...Object.keys(w)].forEach((n, i) => close(gb[i], ga[i], `d/d${n}`));
+      });
+    });
+  });
+
   describe('activation checkpointing (core/ops/checkpoint.ts)', () => {
     // every other test runs the default checkpointed path; this one compares it with the plain tape
     for (const mode of ['full', 'stop'] as const) {

@@ -25,7 +25,16 @@ import { stopGradient } from '../../../core/ops/stop-gradient';
 import { innerGradientsFromRead, readKeysAndTargets, readMemory, readShared, sharedInnerGradients, type MemoryActivation } from './memory';
 import { checkpoint } from '../../../core/ops/checkpoint';
 import { splitAxis0 } from '../../../core/ops/tensor-util';
-import { chunkedSegment, chunkedSharedEnd, naiveSegment, type GroupWeights, type RecurrenceOptions, type SegmentWrites } from './recurrence';
+import {
+  chunkedSegment,
+  chunkedSharedEnd,
+  chunkedSharedRetrieval,
+  naiveSegment,
+  sharedCoefficients,
+  type GroupWeights,
+  type RecurrenceOptions,
+  type SegmentWrites,
+} from './recurrence';
 
 export type MemoryName = 'k' | 'v' | 'eta' | 'alpha' | 'q';
 export type NormalizeMode = 'l2' | 'none';
@@ -254,21 +263,39 @@ export function selfModifyingTitansForward(
     // the memories share keys and rates, so key/rate-only work runs once per (sequence, head) and
     // products with a shared operand run on wide stacks); the naive impl keeps the memory-major layout.
     const shared = o.impl === 'chunked';
-    // state [B, NM, H, p, q] <-> group [NM B H, p, q] (naive) or [B H NM, p, q] (chunked)
-    const toGroup = (a: tf.Tensor): tf.Tensor3D => {
+    const p1 = s0.clock.shape[1] as number;
+    // Merged (chunked impl, chunkSize == memChunkSize, clocks in step): M_mem writes at the same keys and
+    // rates as the phase-1 memories, so it joins their group as memory nm (the last) and one loop runs
+    // both phases: its reads, targets, inner gradients and end state share the phase-1 products and
+    // coefficients, and only its retrieval is extra (chunkedSharedRetrieval). Same values as two phases.
+    const merged = shared && o.chunkSize === o.memChunkSize && p1 === (s0.memClock.shape[1] as number);
+    const nmG = merged ? nm + 1 : nm; // memories in the phase-1 group
+    const n1g = nmG * n2;
+    // state [B, NM, H, p, q] (+ M_mem [B, H, p, q] when merged) <-> group [NM B H, p, q] (naive) or [B H NMG, p, q] (chunked)
+    const toGroup = (a: tf.Tensor, mem?: tf.Tensor): tf.Tensor3D => {
       const [p, q] = a.shape.slice(3) as [number, number];
-      if (shared) return a.reshape([b, nm, h, p * q]).transpose([0, 2, 1, 3]).reshape([n1, p, q]) as tf.Tensor3D;
+      if (shared) {
+        const g1 = a.reshape([b, nm, h, p * q]).transpose([0, 2, 1, 3]); // [B, H, NM, p q]
+        return (merged ? tf.concat([g1, (mem as tf.Tensor).reshape([b, h, 1, p * q])], 2) : g1).reshape([n1g, p, q]) as tf.Tensor3D;
+      }
       return a.reshape([b, nm, h * p * q]).transpose([1, 0, 2]).reshape([n1, p, q]) as tf.Tensor3D;
     };
     const fromGroup = (a: tf.Tensor): tf.Tensor => {
       const [, p, q] = a.shape;
-      if (shared) return a.reshape([b, h, nm, p * q]).transpose([0, 2, 1, 3]).reshape([b, nm, h, p, q]);
+      if (shared) {
+        const g1 = merged ? a.reshape([b * h, nmG, p * q]).slice([0, 0, 0], [b * h, nm, p * q]) : a;
+        return g1.reshape([b, h, nm, p * q]).transpose([0, 2, 1, 3]).reshape([b, nm, h, p, q]);
+      }
       return a.reshape([nm, b, h * p * q]).transpose([1, 0, 2]).reshape([b, nm, h, p, q]);
     };
-    let run1: GroupWeights = { w1: toGroup(s0.W1), w2: toGroup(s0.W2) };
-    if (o.momentum !== null) run1 = { ...run1, m1: toGroup(s0.M1), m2: toGroup(s0.M2) };
-    let snap1 = { w1: toGroup(s0.W1snap), w2: toGroup(s0.W2snap) };
-    const p1 = s0.clock.shape[1] as number;
+    // rows of M_mem (memory nm) of a merged group [N2 NMG, ...] -> [N2, ...]
+    const memRows = (a: tf.Tensor): tf.Tensor3D => {
+      const [, p, q] = a.shape;
+      return a.reshape([n2, nmG, p * q]).slice([0, nm, 0], [n2, 1, p * q]).reshape([n2, p, q]) as tf.Tensor3D;
+    };
+    let run1: GroupWeights = { w1: toGroup(s0.W1, s0.memW1), w2: toGroup(s0.W2, s0.memW2) };
+    if (o.momentum !== null) run1 = { ...run1, m1: toGroup(s0.M1, s0.memM1), m2: toGroup(s0.M2, s0.memM2) };
+    let snap1 = { w1: toGroup(s0.W1snap, s0.memW1snap), w2: toGroup(s0.W2snap, s0.memW2snap) };
     const lens1 = segmentLengths(t, o.chunkSize, p1);
     // [B H, ...] -> [NM B H, ...]: every memory gets the same per-head input
     const tileMem = <T extends tf.Tensor>(a: T): T => (nm === 1 ? a : (tf.concat(new Array<tf.Tensor>(nm).fill(a), 0) as T));
@@ -281,6 +308,7 @@ export function selfModifyingTitansForward(
     const outEta: tf.Tensor[] = []; // per chunk [B H, L]
     const outLogA: tf.Tensor[] = [];
     const outQ: tf.Tensor[] = [];
+    const outO: tf.Tensor[] = []; // per chunk [B H, L, dh]: M_mem's retrievals
     const readChecks: Record<string, tf.Tensor[]> = {}; // per memory, per chunk [B H, L, dh]
     for (const nmName of names) readChecks[nmName] = [];
     let pos1 = p1;
@@ -314,8 +342,9 @@ export function selfModifyingTitansForward(
         const etaBias = xs[ns + 3];
         const alphaBias = at.alphaBias !== undefined ? xs[at.alphaBias] : null;
         // reads of the chunk-start snapshot (Eq. 90): [N1, L, dh] memory-minor -> one [B H, L, dh] per memory
-        const read = readShared(o.act, sw1, sw2, xs[ns + 2] as tf.Tensor3D, nm).out;
-        const parts = nm === 1 ? [read] : splitAxis0(read.reshape([n2, nm, l * dh]).transpose([1, 0, 2])).map((a) => a.reshape([n2, l, dh]));
+        // (merged: M_mem's read of x is computed with the others and dropped)
+        const read = readShared(o.act, sw1, sw2, xs[ns + 2] as tf.Tensor3D, nmG).out;
+        const parts = nmG === 1 ? [read] : splitAxis0(read.reshape([n2, nmG, l * dh]).transpose([1, 0, 2])).map((a) => a.reshape([n2, l, dh]));
         const pick = (name: MemoryName): tf.Tensor => parts[names.indexOf(name)];
         const k = norm(at.k !== undefined ? xs[at.k] : pick('k')) as tf.Tensor3D; // [B H, L, dh]
         const v = norm(at.v !== undefined ? xs[at.v] : pick('v')) as tf.Tensor3D;
@@ -325,22 +354,27 @@ export function selfModifyingTitansForward(
           : (tf.zeros([n2, l]) as tf.Tensor2D); // [B H, L], <= 0
         const q = at.q !== undefined ? xs[at.q] : norm(pick('q'));
         // self-generated targets and inner gradients of every memory at the snapshot (Eqs. 84-85)
-        const g = sharedInnerGradients(o.act, o.innerLoss, sw1, sw2, k, v, nm, o.gradClip); // [N1, L, .]
-        const etaRows = nm === 1 ? eta.expandDims(2) : eta.reshape([n2, 1, l, 1]).add(tf.zeros([1, nm, 1, 1])).reshape([n1, l, 1]);
-        const next = chunkedSharedEnd(
-          stateOf(xs.slice(0, ns)),
-          {
-            k: stop(k),
-            eta: stop(eta),
-            logAlpha: stop(logAlpha),
-            h: stop(g.h),
-            y2: stop(g.u.mul(etaRows).neg() as tf.Tensor3D),
-            y1: stop(g.e.mul(etaRows).neg() as tf.Tensor3D),
-          },
-          nm,
-          ropts,
-        );
-        return [...stateList(next), k, v, eta, logAlpha, q, ...(o.sentinel ? names.map(pick) : [])];
+        const g = sharedInnerGradients(o.act, o.innerLoss, sw1, sw2, k, v, nmG, o.gradClip); // [N1, L, .]
+        const etaRows = nmG === 1 ? eta.expandDims(2) : eta.reshape([n2, 1, l, 1]).add(tf.zeros([1, nmG, 1, 1])).reshape([n1g, l, 1]);
+        const wr = {
+          k: stop(k),
+          eta: stop(eta),
+          logAlpha: stop(logAlpha),
+          h: stop(g.h),
+          y2: stop(g.u.mul(etaRows).neg() as tf.Tensor3D),
+          y1: stop(g.e.mul(etaRows).neg() as tf.Tensor3D),
+        };
+        const coef = sharedCoefficients(wr.k, wr.eta, wr.logAlpha, ropts, merged);
+        const s = stateOf(xs.slice(0, ns));
+        const next = chunkedSharedEnd(s, wr, nmG, ropts, coef);
+        const checks = o.sentinel ? names.map(pick) : [];
+        if (!merged) return [...stateList(next), k, v, eta, logAlpha, q, ...checks];
+        // M_mem's retrievals o_t = M_mem,t(q_t) from its chunk-start running state
+        const sMem: GroupWeights = mom
+          ? { w1: memRows(s.w1), w2: memRows(s.w2), m1: memRows(s.m1 as tf.Tensor), m2: memRows(s.m2 as tf.Tensor) }
+          : { w1: memRows(s.w1), w2: memRows(s.w2) };
+        const wrMem: SegmentWrites = { k: wr.k, eta: wr.eta, logAlpha: wr.logAlpha, h: memRows(wr.h), y1: memRows(wr.y1), y2: memRows(wr.y2), q: q as tf.Tensor3D };
+        return [...stateList(next), chunkedSharedRetrieval(sMem, wrMem, coef, ropts), ...checks];
       };
       const chunk = (xs: tf.Tensor[]): tf.Tensor[] => {
         const sw1 = xs[ns] as tf.Tensor3D;
@@ -376,25 +410,32 @@ export function selfModifyingTitansForward(
       };
       const res = run(shared ? chunkShared : chunk, [...stateList(run1), snap1.w1, snap1.w2, hm(xSegs[i]), w.etaBias, ...extras]);
       run1 = stateOf(res.slice(0, ns));
-      outK.push(res[ns]);
-      outV.push(res[ns + 1]);
-      outEta.push(res[ns + 2]);
-      outLogA.push(res[ns + 3]);
-      outQ.push(res[ns + 4]);
-      if (o.sentinel) names.forEach((nmName, j) => readChecks[nmName].push(res[ns + 5 + j]));
+      const nOut = merged ? 1 : 5; // merged: o; else k, v, eta, log alpha, q
+      if (merged) outO.push(res[ns]);
+      else {
+        outK.push(res[ns]);
+        outV.push(res[ns + 1]);
+        outEta.push(res[ns + 2]);
+        outLogA.push(res[ns + 3]);
+        outQ.push(res[ns + 4]);
+      }
+      if (o.sentinel) names.forEach((nmName, j) => readChecks[nmName].push(res[ns + nOut + j]));
       pos1 = (pos1 + l) % o.chunkSize;
       if (pos1 === 0) snap1 = { w1: run1.w1, w2: run1.w2 }; // chunk boundary: next chunk reads this state
     });
     const perTokenChecks: Array<[string, tf.Tensor[]]> = names.map((nmName) => [nmName, readChecks[nmName]]);
 
     // ---- Phase 2: M_mem, chunk size o.memChunkSize, reads o_t = M_mem,t(q_t) ----
+    // (merged: already done in phase 1; M_mem's state is taken from the group's rows)
     const flat2 = (a: tf.Tensor): tf.Tensor3D => a.reshape([n2, a.shape[2] as number, a.shape[3] as number]) as tf.Tensor3D;
-    let run2: GroupWeights = { w1: flat2(s0.memW1), w2: flat2(s0.memW2) };
-    if (o.momentum !== null) run2 = { ...run2, m1: flat2(s0.memM1), m2: flat2(s0.memM2) };
-    let snap2 = { w1: flat2(s0.memW1snap), w2: flat2(s0.memW2snap) };
+    let run2: GroupWeights = merged ? { w1: memRows(run1.w1), w2: memRows(run1.w2) } : { w1: flat2(s0.memW1), w2: flat2(s0.memW2) };
+    if (o.momentum !== null) {
+      run2 = merged ? { ...run2, m1: memRows(run1.m1 as tf.Tensor), m2: memRows(run1.m2 as tf.Tensor) } : { ...run2, m1: flat2(s0.memM1), m2: flat2(s0.memM2) };
+    }
+    let snap2 = merged ? { w1: memRows(snap1.w1), w2: memRows(snap1.w2) } : { w1: flat2(s0.memW1snap), w2: flat2(s0.memW2snap) };
     const p2 = s0.memClock.shape[1] as number;
-    const lens2 = segmentLengths(t, o.memChunkSize, p2);
-    const same = lens2.length === lens1.length && lens2.every((l, i) => l === lens1[i]);
+    const lens2 = merged ? [] : segmentLengths(t, o.memChunkSize, p2);
+    const same = merged || (lens2.length === lens1.length && lens2.every((l, i) => l === lens1[i]));
     // re-chunk head-major pieces [B H, L, (d)] through time-major (splits along the leading axis)
     const resplit = (parts: tf.Tensor[]): tf.Tensor[] => {
       if (same) return parts;
@@ -407,8 +448,7 @@ export function selfModifyingTitansForward(
     const eta2 = resplit(outEta);
     const logA2 = resplit(outLogA);
     const q2 = resplit(outQ);
-    const outO: tf.Tensor[] = []; // per chunk [B H, L, dh]
-    let pos2 = p2;
+    let pos2 = merged ? pos1 : p2;
     lens2.forEach((l, i) => {
       // one chunk: inputs [state (ns), snapshot w1, w2, k, v, eta, logAlpha, q]
       const chunk = (xs: tf.Tensor[]): tf.Tensor[] => {

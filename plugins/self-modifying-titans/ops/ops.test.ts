@@ -7,6 +7,8 @@ import {
   batchedToWide,
   chunkedSegment,
   chunkedSharedEnd,
+  chunkedSharedRetrieval,
+  sharedCoefficients,
   naiveSegment,
   wideToBatched,
   type GroupWeights,
@@ -208,5 +210,29 @@ describe('self-modifying-titans ops', () => {
         assertClose(wideToBatched(w, NM), a, { rtol: 0, atol: 0, name: 'round trip' });
       });
     });
+  });
+  describe('retrieval with shared coefficients (chunkedSharedRetrieval) == naive', () => {
+    const cases: Array<[string, RecurrenceOptions]> = [
+      ['dgd + momentum', { act: 'silu', momentum: 0.9, dgd: true }],
+      ['dgd, no momentum', { act: 'tanh', momentum: null, dgd: true }],
+      ['plain GD + momentum', { act: 'silu', momentum: 0.5, dgd: false }],
+      ['plain GD, no momentum', { act: 'silu', momentum: null, dgd: false }],
+    ];
+    for (const [name, opts] of cases) {
+      for (const l of [1, 7, 16]) {
+        it(`${name}, L=${l}`, () => {
+          tf.tidy(() => {
+            const s0 = makeState(opts.momentum !== null, 80);
+            const wr = makeWrites(l, 90);
+            const ref = naiveSegment(s0, wr, opts).o as tf.Tensor;
+            const coef = sharedCoefficients(wr.k, wr.eta, wr.logAlpha, opts, true);
+            assertClose(chunkedSharedRetrieval(s0, wr, coef, opts), ref, { rtol: 1e-4, atol: 1e-5, name: 'o' });
+            // the same coefficients give the end state too
+            const st = chunkedSharedEnd(s0, wr, 1, opts, coef);
+            assertClose(st.w2, naiveSegment(s0, wr, opts).state.w2, { rtol: 1e-4, atol: 1e-5, name: 'w2' });
+          });
+        });
+      }
+    }
   });
 });

@@ -265,6 +265,79 @@ export interface SharedSegmentWrites {
 }
 
 /**
+ * Key/rate-only quantities of a segment (notation of the file header), per n [N2, ...]; computed once
+ * and shared by every memory of a group (chunkedSharedEnd) and by the retrieval (chunkedSharedRetrieval).
+ * `full` adds what the retrieval needs (Gam, Lam, rho, gamma for every row).
+ */
+export interface SharedCoefficients {
+  l: number;
+  g: tf.Tensor2D; // cumsum log alpha, [N2, L]
+  gamLast: tf.Tensor2D; // Gam_{L,s}, [N2, L]
+  lamLast: tf.Tensor2D; // Lam_{L,s}, [N2, L]
+  gammaL: tf.Tensor3D; // gamma_L, [N2, 1, 1]
+  rhoL: tf.Tensor3D | null; // rho_L, [N2, 1, 1] (momentum)
+  gam?: tf.Tensor3D; // Gam [N2, L, L] (dgd or full)
+  lam?: tf.Tensor3D; // Lam (full)
+  gamma?: tf.Tensor2D; // gamma_t [N2, L] (full)
+  rho?: tf.Tensor2D; // rho_t [N2, L] (full, momentum)
+  // DGD (primes = row t - 1):
+  lamPrev?: tf.Tensor3D; // Lam' [N2, L, L]
+  gammaPrev?: tf.Tensor2D; // gamma' [N2, L]
+  rhoPrev?: tf.Tensor2D; // rho' [N2, L] (momentum)
+  tInv?: tf.Tensor3D; // (I + strict(diag(eta/alpha)(Gam o K K^T)))^-1 [N2, L, L]
+  kk?: tf.Tensor3D; // K K^T [N2, L, L]
+}
+
+/** The coefficients of a segment with shared keys k [N2, L, dh], eta and log alpha [N2, L]. */
+export function sharedCoefficients(k: tf.Tensor3D, eta: tf.Tensor2D, logAlpha: tf.Tensor2D, opts: RecurrenceOptions, full: boolean): SharedCoefficients {
+  return tf.tidy(() => {
+    const [n2, l] = eta.shape;
+    const mu = opts.momentum;
+    const g = tf.cumsum(logAlpha, 1) as tf.Tensor2D; // [N2, L], <= 0
+    const gLast = g.slice([0, l - 1], [n2, 1]); // [N2, 1]
+    const gamLast = tf.exp(gLast.sub(g)) as tf.Tensor2D; // [N2, L]
+    const c: SharedCoefficients = { l, g, gamLast, lamLast: gamLast, gammaL: tf.exp(gLast).reshape([n2, 1, 1]) as tf.Tensor3D, rhoL: null };
+    let muMat: tf.Tensor2D | null = null;
+    let muPow: tf.Tensor2D | null = null;
+    if (mu !== null) {
+      muMat = lowerFrom(l, (t, s) => Math.pow(mu, t - s)); // Mu, [L, L]
+      muPow = tf.tensor2d(Array.from({ length: l }, (_, j) => [Math.pow(mu, j + 1)]), [l, 1]); // mu^j, j = 1..L
+      c.lamLast = tf.matMul(gamLast, muMat); // sum_j Gam_Lj mu^(j-s)
+      c.rhoL = tf.matMul(gamLast, muPow).reshape([n2, 1, 1]) as tf.Tensor3D;
+    }
+    if (!opts.dgd && !full) return c as unknown as tf.TensorContainer;
+    const lower = lowerFrom(l, () => 1);
+    const gam = tf.exp(g.expandDims(2).sub(g.expandDims(1)).mul(lower)).mul(lower) as tf.Tensor3D; // Gam (exp only where t >= s)
+    c.gam = gam;
+    let lam: tf.Tensor3D = gam;
+    let rho: tf.Tensor2D | null = null;
+    if (mu !== null && muMat && muPow) {
+      const flatGam = gam.reshape([n2 * l, l]) as tf.Tensor2D;
+      lam = tf.matMul(flatGam, muMat).reshape([n2, l, l]) as tf.Tensor3D;
+      rho = tf.matMul(flatGam, muPow).reshape([n2, l]) as tf.Tensor2D;
+    }
+    if (full) {
+      c.lam = lam;
+      c.gamma = tf.exp(g) as tf.Tensor2D;
+      if (rho) c.rho = rho;
+    }
+    if (opts.dgd) {
+      const invAlpha = tf.exp(logAlpha.neg()) as tf.Tensor2D; // 1 / alpha_t
+      c.gammaPrev = tf.exp(g.sub(logAlpha)) as tf.Tensor2D; // gamma'_t = exp(g_{t-1})
+      if (mu !== null && muMat && muPow && rho) {
+        c.lamPrev = lam.sub(muMat).mul(invAlpha.expandDims(2)) as tf.Tensor3D; // (Lam - Mu) / alpha_t
+        c.rhoPrev = rho.sub(muPow.reshape([1, l])).mul(invAlpha) as tf.Tensor2D; // (rho_t - mu^t) / alpha_t
+      } else {
+        c.lamPrev = gam.mul(lower.sub(tf.eye(l))).mul(invAlpha.expandDims(2)) as tf.Tensor3D; // Gam'
+      }
+      c.tInv = wyInverse(k, eta.mul(invAlpha) as tf.Tensor2D, g, 'blocked');
+      c.kk = tf.matMul(k, k, false, true) as tf.Tensor3D;
+    }
+    return c as unknown as tf.TensorContainer;
+  }) as unknown as SharedCoefficients;
+}
+
+/**
  * State after the last token of a segment whose memories share keys and rates (SharedSegmentWrites),
  * the same values as naiveSegment / chunkedSegment on the tiled writes (tested), without the write
  * vectors D and with every key/rate-only quantity computed once per n instead of once per memory.
@@ -276,8 +349,15 @@ export interface SharedSegmentWrites {
  * (Ga, Gb, Qe and the WY inverse depend only on k, eta, alpha: [N2, ...]), M2_L = mu^L M2_0 + Y2^T diag(mu^(L-s)) K,
  * and W1_L = gamma_L W1_0 + rho_L M1_0 + Y1^T diag(Lam_L) H, M1_L = mu^L M1_0 + Y1^T diag(mu^(L-s)) H.
  * Products with a per-memory left operand and a shared right operand run on the wide stacks (N2 slices).
+ * `coef`: sharedCoefficients of the segment when the caller already has them.
  */
-export function chunkedSharedEnd(s0: GroupWeights, wr: SharedSegmentWrites, nm: number, opts: RecurrenceOptions): GroupWeights {
+export function chunkedSharedEnd(
+  s0: GroupWeights,
+  wr: SharedSegmentWrites,
+  nm: number,
+  opts: RecurrenceOptions,
+  coef?: SharedCoefficients,
+): GroupWeights {
   checkMomentumState(s0, opts, 'chunkedSharedEnd');
   return tf.tidy(() => {
     const [n2, l, dh] = wr.k.shape;
@@ -287,89 +367,97 @@ export function chunkedSharedEnd(s0: GroupWeights, wr: SharedSegmentWrites, nm: 
       throw new Error(`chunkedSharedEnd: per-memory writes and state need N1 = ${n2} x ${nm} rows, got h [${wr.h.shape}], w1 [${s0.w1.shape}]`);
     }
     const mu = opts.momentum;
+    const c = coef ?? sharedCoefficients(wr.k, wr.eta, wr.logAlpha, opts, false);
     const { w1: w10, w2: w20, m1: m10, m2: m20 } = s0;
     const { k, h, y1, y2 } = wr;
-    const g = tf.cumsum(wr.logAlpha, 1); // [N2, L], <= 0
-    const gLast = g.slice([0, l - 1], [n2, 1]); // [N2, 1]
-    const gamLast = tf.exp(gLast.sub(g)); // Gam_{L,s}, [N2, L]
-    const gammaL = tf.exp(gLast).reshape([n2, 1, 1]); // gamma_L
-    // per n -> per (n, memory) scalars: [N2, 1, 1] -> [N1, 1, 1]
+    // per n -> per (n, memory) scalars [N2, 1, 1] -> [N1, 1, 1], and rows [N2, L] -> column weights [N1, L, 1]
     const perMem = (a: tf.Tensor): tf.Tensor => (nm === 1 ? a.reshape([n1, 1, 1]) : a.reshape([n2, 1]).add(tf.zeros([1, nm])).reshape([n1, 1, 1]));
-    // per n rows [N2, L] -> per (n, memory) column weights [N1, L, 1]
     const perMemRows = (a: tf.Tensor): tf.Tensor => (nm === 1 ? a.reshape([n1, l, 1]) : a.reshape([n2, 1, l]).add(tf.zeros([1, nm, 1])).reshape([n1, l, 1]));
-    let lamLast: tf.Tensor = gamLast; // Lam_{L,s}, [N2, L]
-    let rhoL: tf.Tensor | null = null; // [N2, 1, 1]
-    let muMat: tf.Tensor2D | null = null;
-    let muPow: tf.Tensor2D | null = null;
-    if (mu !== null) {
-      muMat = lowerFrom(l, (t, s) => Math.pow(mu, t - s)); // Mu, [L, L]
-      muPow = tf.tensor2d(Array.from({ length: l }, (_, j) => [Math.pow(mu, j + 1)]), [l, 1]); // mu^j, j = 1..L
-      lamLast = tf.matMul(gamLast as tf.Tensor2D, muMat); // sum_j Gam_Lj mu^(j-s)
-      rhoL = tf.matMul(gamLast as tf.Tensor2D, muPow).reshape([n2, 1, 1]);
-    }
-
-    // W1 (and M1): per-memory keys H, Y1^T [diag(Lam_L) H | diag(mu^(L-s)) H] as one product over [lamLast | muPowLast] rows
-    const wLam = perMemRows(lamLast); // [N1, L, 1]
-    let state: GroupWeights;
     const muPowLast = mu !== null ? tf.tensor3d(Array.from({ length: l }, (_, s) => Math.pow(mu, l - 1 - s)), [1, l, 1]) : null; // mu^(L-s)
+
+    // W1 (and M1): per-memory keys H: Y1^T [diag(Lam_L) H | diag(mu^(L-s)) H] as one product
+    const wLam = perMemRows(c.lamLast); // [N1, L, 1]
     let w1n: tf.Tensor;
     let m1n: tf.Tensor | null = null;
-    if (mu !== null && muPowLast) {
+    if (mu !== null && muPowLast && c.rhoL) {
       const upd1 = tf.matMul(tf.concat([y1.mul(wLam), y1.mul(muPowLast)], 2) as tf.Tensor3D, h, true, false); // [N1, 2 dh, dhid]
-      w1n = w10.mul(perMem(gammaL)).add((m10 as tf.Tensor3D).mul(perMem(rhoL as tf.Tensor))).add(halfRows(upd1, 0));
+      w1n = w10.mul(perMem(c.gammaL)).add((m10 as tf.Tensor3D).mul(perMem(c.rhoL))).add(halfRows(upd1, 0));
       m1n = (m10 as tf.Tensor3D).mul(Math.pow(mu, l)).add(halfRows(upd1, 1));
     } else {
-      w1n = w10.mul(perMem(gammaL)).add(tf.matMul(y1.mul(wLam) as tf.Tensor3D, h, true, false));
+      w1n = w10.mul(perMem(c.gammaL)).add(tf.matMul(y1.mul(wLam) as tf.Tensor3D, h, true, false));
     }
 
     // W2 (and M2): shared right operands [N2, L, dh], per-memory left operands on the wide stacks
     const y2w = batchedToWide(y2, nm); // [N2, L, nm dhid]
     const wide = (a: tf.Tensor): tf.Tensor3D => a.reshape([n2, nm * dz, dh]) as tf.Tensor3D; // [N1, dhid, dh] -> [N2, nm dhid, dh]
     const fromWide = (a: tf.Tensor): tf.Tensor3D => a.reshape([n1, dz, dh]) as tf.Tensor3D;
-    let r2: tf.Tensor = lamLast.expandDims(2).mul(k); // diag(Lam_L) K, [N2, L, dh]
+    let r2: tf.Tensor = c.lamLast.expandDims(2).mul(k); // diag(Lam_L) K, [N2, L, dh]
     let w2n: tf.Tensor;
-    let m2n: tf.Tensor | null = null;
-    const rhoTerm = (): tf.Tensor => (m20 as tf.Tensor3D).mul(perMem(rhoL as tf.Tensor));
     if (opts.dgd) {
-      const invAlpha = tf.exp(wr.logAlpha.neg()); // [N2, L]
-      const gPrev = g.sub(wr.logAlpha); // g_{t-1}: gamma'_t = exp(g_{t-1})
-      const lower = lowerFrom(l, () => 1);
-      const gam = tf.exp(g.expandDims(2).sub(g.expandDims(1)).mul(lower)).mul(lower); // Gam, [N2, L, L]
-      let lamPrev: tf.Tensor; // Lam' (row t-1), [N2, L, L]
-      let rhoPrev: tf.Tensor | null = null; // rho' [N2, L]
-      if (mu !== null && muMat && muPow) {
-        const flatGam = gam.reshape([n2 * l, l]) as tf.Tensor2D;
-        const lam = tf.matMul(flatGam, muMat).reshape([n2, l, l]);
-        lamPrev = lam.sub(muMat).mul(invAlpha.expandDims(2));
-        const rho = tf.matMul(flatGam, muPow).reshape([n2, l]);
-        rhoPrev = rho.sub(muPow.reshape([1, l])).mul(invAlpha);
-      } else {
-        lamPrev = gam.mul(lower.sub(tf.eye(l))).mul(invAlpha.expandDims(2)); // Gam'
-      }
-      const beta = wr.eta.mul(invAlpha) as tf.Tensor2D; // eta / alpha
-      const tInv = wyInverse(k, beta, g as tf.Tensor2D, 'blocked'); // (I + strict(diag(beta)(Gam o K K^T)))^-1, [N2, L, L]
-      const pe = tf.matMul(tInv, gamLast.expandDims(2).mul(k) as tf.Tensor3D, true, false).mul(wr.eta.expandDims(2)); // Pe, [N2, L, dh]
-      const kk = tf.matMul(k, k, false, true); // K K^T, [N2, L, L]
-      const qe = tf.matMul(lamPrev.mul(kk) as tf.Tensor3D, pe as tf.Tensor3D, true, false); // Qe, [N2, L, dh]
-      r2 = r2.sub(qe);
+      const { tInv, kk, lamPrev, gammaPrev } = c as Required<SharedCoefficients>;
+      const pe = tf.matMul(tInv, c.gamLast.expandDims(2).mul(k) as tf.Tensor3D, true, false).mul(wr.eta.expandDims(2)); // Pe, [N2, L, dh]
+      r2 = r2.sub(tf.matMul(lamPrev.mul(kk) as tf.Tensor3D, pe as tf.Tensor3D, true, false)); // - Qe
       const eyeDh = tf.eye(dh).expandDims(0);
-      const ga = tf.matMul(k, pe.mul(tf.exp(gPrev).expandDims(2)) as tf.Tensor3D, true, false); // [N2, dh, dh]
-      w2n = tf.matMul(wide(w20), gammaL.mul(eyeDh).sub(ga) as tf.Tensor3D); // W2_0 (gamma_L I - Ga), wide
-      if (mu !== null && rhoPrev) {
-        const gb = tf.matMul(k, pe.mul(rhoPrev.expandDims(2)) as tf.Tensor3D, true, false);
-        w2n = w2n.add(tf.matMul(wide(m20 as tf.Tensor3D), (rhoL as tf.Tensor).mul(eyeDh).sub(gb) as tf.Tensor3D));
+      const ga = tf.matMul(k, pe.mul(gammaPrev.expandDims(2)) as tf.Tensor3D, true, false); // [N2, dh, dh]
+      w2n = tf.matMul(wide(w20), c.gammaL.mul(eyeDh).sub(ga) as tf.Tensor3D); // W2_0 (gamma_L I - Ga), wide
+      if (mu !== null && c.rhoPrev && c.rhoL) {
+        const gb = tf.matMul(k, pe.mul(c.rhoPrev.expandDims(2)) as tf.Tensor3D, true, false);
+        w2n = w2n.add(tf.matMul(wide(m20 as tf.Tensor3D), c.rhoL.mul(eyeDh).sub(gb) as tf.Tensor3D));
       }
       w2n = fromWide(w2n);
     } else {
-      w2n = w20.mul(perMem(gammaL));
-      if (mu !== null) w2n = w2n.add(rhoTerm());
+      w2n = w20.mul(perMem(c.gammaL));
+      if (mu !== null && c.rhoL) w2n = w2n.add((m20 as tf.Tensor3D).mul(perMem(c.rhoL)));
     }
     w2n = w2n.add(fromWide(tf.matMul(y2w, r2 as tf.Tensor3D, true, false))); // + Y2^T R2
-    if (mu !== null && muPowLast) {
-      m2n = (m20 as tf.Tensor3D).mul(Math.pow(mu, l)).add(fromWide(tf.matMul(y2w, k.mul(muPowLast) as tf.Tensor3D, true, false)));
+    let state: GroupWeights = { w1: w1n as tf.Tensor3D, w2: w2n as tf.Tensor3D };
+    if (mu !== null && muPowLast && m1n) {
+      const m2n = (m20 as tf.Tensor3D).mul(Math.pow(mu, l)).add(fromWide(tf.matMul(y2w, k.mul(muPowLast) as tf.Tensor3D, true, false)));
+      state = { ...state, m1: m1n as tf.Tensor3D, m2: m2n as tf.Tensor3D };
     }
-    state = { w1: w1n as tf.Tensor3D, w2: w2n as tf.Tensor3D };
-    if (m1n && m2n) state = { ...state, m1: m1n as tf.Tensor3D, m2: m2n as tf.Tensor3D };
     return state as unknown as tf.TensorContainer;
   }) as unknown as GroupWeights;
+}
+
+/**
+ * Retrievals o_t = q_t + W1_t act(W2_t q_t) (after token t's write) of ONE memory per n (N2 rows) over a
+ * segment with shared coefficients `coef` (sharedCoefficients(..., full = true)): chunkedSegment's read
+ * without the end state, reusing the WY inverse and decays. s0 [N2, ...]; wr.k [N2, L, dh] the keys,
+ * wr.h / y1 / y2 this memory's writes, wr.q the queries. Returns [N2, L, dh].
+ */
+export function chunkedSharedRetrieval(s0: GroupWeights, wr: SegmentWrites, coef: SharedCoefficients, opts: RecurrenceOptions): tf.Tensor3D {
+  checkMomentumState(s0, opts, 'chunkedSharedRetrieval');
+  return tf.tidy(() => {
+    const mu = opts.momentum;
+    const { w1: w10, w2: w20, m1: m10, m2: m20 } = s0;
+    const { k, h, y1, y2 } = wr;
+    const q = wr.q as tf.Tensor3D;
+    const gam = coef.gam as tf.Tensor3D;
+    const lam = coef.lam as tf.Tensor3D;
+    const gamma = (coef.gamma as tf.Tensor2D).expandDims(2); // [N2, L, 1]
+    const rho = mu !== null ? (coef.rho as tf.Tensor2D).expandDims(2) : null;
+    const w2cat = mu !== null ? tf.concat([w20, m20 as tf.Tensor3D], 2) : w20; // [N2, dhid, dh (2)]
+    const scaled = (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor | null): tf.Tensor => (b ? tf.concat([x.mul(a), x.mul(b)], 2) : x.mul(a)); // [N2, L, dh (2)]
+    let z: tf.Tensor; // W2_t q_t, [N2, L, dhid]
+    if (opts.dgd) {
+      // rows that read W2_0 (and M2_0): the DGD right-hand side at keys (primed) and the retrieval at queries
+      const qk = tf.matMul(q, k, false, true); // Q K^T, [N2, L, L]
+      const rowsW = tf.concat([scaled(k, (coef.gammaPrev as tf.Tensor2D).expandDims(2), coef.rhoPrev ? coef.rhoPrev.expandDims(2) : null), scaled(q, gamma, rho)], 1);
+      const rowsL = tf.concat([(coef.lamPrev as tf.Tensor3D).mul(coef.kk as tf.Tensor3D), lam.mul(qk)], 1); // [N2, 2L, L]
+      const pre = tf.matMul(rowsW as tf.Tensor3D, w2cat as tf.Tensor3D, false, true).add(tf.matMul(rowsL as tf.Tensor3D, y2)); // [N2, 2L, dhid]
+      const half = (a: tf.Tensor, i: 0 | 1): tf.Tensor3D => halfRows(a, i);
+      const rhs = half(pre, 0).mul(wr.eta.expandDims(2)).neg() as tf.Tensor3D;
+      const d = tf.matMul(coef.tInv as tf.Tensor3D, rhs); // DGD write vectors, [N2, L, dhid]
+      z = half(pre, 1).add(tf.matMul(gam.mul(qk) as tf.Tensor3D, d)); // + (Gam o Q K^T) D
+    } else {
+      z = tf.matMul(scaled(q, gamma, rho) as tf.Tensor3D, w2cat as tf.Tensor3D, false, true).add(tf.matMul(lam.mul(tf.matMul(q, k, false, true)) as tf.Tensor3D, y2));
+    }
+    // W1_t r_t = gamma_t W1_0 r_t + rho_t M1_0 r_t + sum_s Lam_ts y1_s (h_s . r_t), r_t = act(W2_t q_t)
+    const r = activate(opts.act, z) as tf.Tensor3D; // [N2, L, dhid]
+    const w1cat = mu !== null ? tf.concat([w10, m10 as tf.Tensor3D], 2) : w10; // [N2, dh, dhid (2)]
+    const o = tf
+      .matMul(scaled(r, gamma, rho) as tf.Tensor3D, w1cat as tf.Tensor3D, false, true)
+      .add(tf.matMul(lam.mul(tf.matMul(r, h, false, true)) as tf.Tensor3D, y1));
+    return q.add(o) as tf.Tensor3D;
+  });
 }
