@@ -243,8 +243,8 @@ export const MATMUL_COST_NS = {
   xnnColumnTile: 8,
   /** Per element moved by the JS blocked transpose (fallback when gemm.wasm is unavailable). */
   transposePerElement: 6,
-  /** Per element moved by gemm.wasm's SIMD transpose (used for XNNPACK's transposed operands). */
-  transposeSimdPerElement: 0.6,
+  /** Per element moved by gemm.wasm's SIMD transpose (used for XNNPACK's transposed operands; rough, loaded machine). */
+  transposeSimdPerElement: 1,
   /** Per call of the built-in scalar loop. */
   scalarCall: 1500,
   /** Per multiply-add in the built-in scalar loop (~0.7-1.3 GFLOP/s). */
