@@ -1,20 +1,23 @@
 /**
- * BatchMatMul and _FusedMatMul for the wasm backend, routed so every product runs on the XNNPACK
- * fully-connected path.
+ * BatchMatMul and _FusedMatMul for the wasm backend, routed so no product falls onto the built-in
+ * scalar loop unless that is the cheapest option.
  *
  * Why: tfjs-backend-wasm 4.22 only reaches XNNPACK when transposeA = transposeB = false and both
  * operands have a flattened batch of 1; anything else (every matmul gradient, every attention-style
  * batched product) falls onto a blocked scalar loop 10-30x slower. Its slow path also mis-applies a
  * rank-1 bias (the bias index is clipped to the last element for every row after the first), and its
- * fast path reads past the end of a bias of shape [1]. This module:
- *   1. materialises transposed operands once with a blocked transpose ([.., K, M] -> [.., M, K]);
- *   2. folds batches into rows where the memory layout allows it ([B, M, K] x [K, N] is one
- *      [B*M, K] x [K, N] product), and otherwise calls the fast 2-D product once per batch slice on
- *      zero-copy views of the operands and the output (broadcast batch dims map to slice indices);
- *   3. for _FusedMatMul, delegates to the built-in kernel only where it is exact (plain, unbatched,
- *      bias absent or [N]); else computes act(a @ b + bias) as product + Add + activation kernel,
- *      the same composition the cpu backend uses.
- * The built-in kernels stay in charge of plain products (same XNNPACK operator cache, same speed).
+ * fast path reads past the end of a bias of shape [1]. This module picks, per product, the cheapest
+ * of three routes by a cost model (MATMUL_COST_NS, estimateRoutes):
+ *   - gemm: the project's wasm SIMD kernel (gemm/gemm.c, run in the tfjs memory), one call for the
+ *     whole batch, transposes read in place, any broadcast of batch dims via slice-index tables;
+ *   - xnnpack: transposed operands materialised once (gemm.wasm's SIMD transpose, else a blocked JS
+ *     loop), batches folded into rows where the layout allows ([B, M, K] x [K, N] is one
+ *     [B*M, K] x [K, N] product), otherwise the fast 2-D product once per batch slice on zero-copy
+ *     views (broadcast batch dims map to slice indices);
+ *   - scalar: the built-in loop (simple broadcasts only).
+ * For _FusedMatMul it delegates to the built-in kernel only where that is exact (plain, unbatched,
+ * bias absent or [N]) and not estimated slower than gemm; else computes act(a @ b + bias) as product
+ * + Add + activation kernel, the same composition the cpu backend uses.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -285,8 +288,9 @@ export function estimateRoutes(
   // B is re-packed whenever its slice index changes along the output batch: once per slice when
   // batchB is 1 or full; at most once per output slice for mixed broadcasts.
   const packs = g.batchB === 1 ? 1 : g.outBatch;
+  const packA = transposeA && g.m * g.k >= c.gemmPackAMinElements ? g.batchA * g.m * g.k * c.transposeSimdPerElement : 0;
   const gemm = gemmAvailable
-    ? c.gemmCall + packs * g.k * nPad * c.gemmPackPerWeight + g.outBatch * g.m * g.k * nPad * c.gemmPerMac
+    ? c.gemmCall + packs * g.k * nPad * c.gemmPackPerWeight + packA + g.outBatch * g.m * g.k * nPad * c.gemmPerMac
     : Infinity;
   return { xnnpack, gemm, scalar };
 }
