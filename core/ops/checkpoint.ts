@@ -56,21 +56,41 @@ export function checkpoint(fn: (xs: tf.Tensor[]) => tf.Tensor[], xs: tf.Tensor[]
   return Array.isArray(out) ? out : [out];
 }
 
+/** Engine internals used below (tfjs 4.22). */
+interface TapeEngine {
+  state: { activeTape: unknown };
+  saveTensorsForBackwardMode(tensors: tf.Tensor[]): tf.Tensor[];
+  runKernel(name: string, inputs: Record<string, tf.Tensor>, attrs: Record<string, unknown>): tf.Tensor;
+  keep<T extends tf.Tensor>(t: T): T;
+}
+
 /**
  * Gradients of f w.r.t. xs (with upstream dy, default ones) computed INSIDE a customGrad backward pass.
  * tfjs 4.22's engine keeps one `activeTape`; an engine.gradients() call during backprop replaces it and
  * sets it to null when done, after which the outer backward pass crashes disposing its saved tensors.
  * This keeps and restores the outer tape (engine internals: pinned tfjs 4.22, covered by tests).
  * Inputs that do not reach f get zero gradients.
+ *
+ * While f is recorded, the tape keeps the tensors each op saves for its gradient as new tensors that
+ * SHARE the data (the Reshape kernel: a reference-counted view) instead of the engine's default copy
+ * (the Identity kernel, which copies on wasm: ~30% of a checkpointed self-modifying Titans step).
+ * Safe because tensors are immutable; the saved views are disposed with the tape as usual.
  */
 export function gradientsInBackward(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor): tf.Tensor[] {
-  const st = (tf.engine() as unknown as { state: { activeTape: unknown } }).state;
+  const eng = tf.engine() as unknown as TapeEngine;
+  const st = eng.state;
   const outerTape = st.activeTape;
+  const ownSave = Object.prototype.hasOwnProperty.call(eng, 'saveTensorsForBackwardMode');
+  const save = eng.saveTensorsForBackwardMode;
+  eng.saveTensorsForBackwardMode = (tensors: tf.Tensor[]): tf.Tensor[] =>
+    tensors.map((t) => eng.keep(eng.runKernel('Reshape', { x: t }, { shape: t.shape }))); // runs inside a kernel: not taped
   try {
     const r = tf.engine().gradients(f, xs, dy, true);
     r.value.dispose();
     return xs.map((x, i) => r.grads[i] ?? tf.zerosLike(x));
   } finally {
+    if (ownSave) eng.saveTensorsForBackwardMode = save;
+    else delete (eng as Partial<TapeEngine>).saveTensorsForBackwardMode; // back to the prototype's method
     st.activeTape = outerTape;
   }
 }
