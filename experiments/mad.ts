@@ -398,7 +398,7 @@ export async function runMad(cfg: MadConfig, opts: RunOpts): Promise<ExperimentR
   const verdict =
     informative.length === 0
       ? `inconclusive: no model learned the task at this budget; ${perTask}`
-      : `${hopeBestOn.length === informative.length ? 'holds' : hopeBestOn.length === 0 ? 'does not hold' : 'partly'} (hope best within 0.02${informative.length > 1 ? ` on ${hopeBestOn.join(', ') || 'none'}` : ''}): ${perTask}`;
+      : `${hopeBestOn.length === informative.length ? 'holds (hope best within 0.02)' : hopeBestOn.length === 0 ? 'does not hold (hope not within 0.02 of the best)' : `partly (hope best within 0.02 on ${hopeBestOn.join(', ')})`}: ${perTask}`;
   const s = cfg.sizes;
   return {
     rows,
