@@ -24,7 +24,7 @@ import type { GradientMode } from '../../../core/level';
 import { stopGradient } from '../../../core/ops/stop-gradient';
 import { innerGradientsFromRead, readKeysAndTargets, readMemory, readShared, sharedInnerGradients, type MemoryActivation } from './memory';
 import { checkpoint } from '../../../core/ops/checkpoint';
-import { splitAxis0 } from '../../../core/ops/tensor-util';
+import { sliceView } from './layout';
 import {
   chunkedSegment,
   chunkedSharedEnd,
@@ -291,7 +291,7 @@ export function selfModifyingTitansForward(
     // rows of M_mem (memory nm) of a merged group [N2 NMG, ...] -> [N2, ...]
     const memRows = (a: tf.Tensor): tf.Tensor3D => {
       const [, p, q] = a.shape;
-      return a.reshape([n2, nmG, p * q]).slice([0, nm, 0], [n2, 1, p * q]).reshape([n2, p, q]) as tf.Tensor3D;
+      return sliceView(a.reshape([n2, nmG, p * q]), [0, nm, 0], [n2, 1, p * q]).reshape([n2, p, q]) as tf.Tensor3D;
     };
     let run1: GroupWeights = { w1: toGroup(s0.W1, s0.memW1), w2: toGroup(s0.W2, s0.memW2) };
     if (o.momentum !== null) run1 = { ...run1, m1: toGroup(s0.M1, s0.memM1), m2: toGroup(s0.M2, s0.memM2) };
@@ -344,8 +344,9 @@ export function selfModifyingTitansForward(
         // reads of the chunk-start snapshot (Eq. 90): [N1, L, dh] memory-minor -> one [B H, L, dh] per memory
         // (merged: M_mem's read of x is computed with the others and dropped)
         const read = readShared(o.act, sw1, sw2, xs[ns + 2] as tf.Tensor3D, nmG).out;
-        const parts = nmG === 1 ? [read] : splitAxis0(read.reshape([n2, nmG, l * dh]).transpose([1, 0, 2])).map((a) => a.reshape([n2, l, dh]));
-        const pick = (name: MemoryName): tf.Tensor => parts[names.indexOf(name)];
+        const read3 = read.reshape([n2, nmG, l * dh]);
+        const pick = (name: MemoryName): tf.Tensor =>
+          nmG === 1 ? read : sliceView(read3, [0, names.indexOf(name), 0], [n2, 1, l * dh]).reshape([n2, l, dh]);
         const k = norm(at.k !== undefined ? xs[at.k] : pick('k')) as tf.Tensor3D; // [B H, L, dh]
         const v = norm(at.v !== undefined ? xs[at.v] : pick('v')) as tf.Tensor3D;
         const eta = tf.sigmoid(perHead(pick('eta').mean(-1), etaBias)).mul(o.etaMax) as tf.Tensor2D; // [B H, L]

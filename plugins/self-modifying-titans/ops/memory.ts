@@ -144,9 +144,10 @@ export function readShared(act: MemoryActivation, w1: tf.Tensor3D, w2: tf.Tensor
 
 /**
  * innerGradients for memory-minor stacks whose memories share the keys k and the target inputs v
- * [N2, L, dh] (targets vhat_j = M_j(v), Eq. 84): keys and targets are read in one pass (readShared on
- * [k; v], 2L rows), then e, u and the clip as innerGradientsFromRead. Returns e [N1, L, dh], u and
- * h [N1, L, dhid] (same values as innerGradients on the tiled keys and targets; tested).
+ * [N2, L, dh] (targets vhat_j = M_j(v), Eq. 84): keys and targets are read by two readShared calls
+ * (no concatenated [k; v] rows: splitting them again costs more on wasm than the extra products), then
+ * e, u and the clip as innerGradientsFromRead. Returns e [N1, L, dh], u and h [N1, L, dhid] (same
+ * values as innerGradients on the tiled keys and targets; tested).
  */
 export function sharedInnerGradients(
   act: MemoryActivation,
@@ -159,16 +160,13 @@ export function sharedInnerGradients(
   clip: number | null,
 ): { e: tf.Tensor3D; u: tf.Tensor3D; h: tf.Tensor3D } {
   return tf.tidy(() => {
-    const [n2, l, dh] = k.shape;
+    const [n2, l] = k.shape;
     const n1 = n2 * nm;
-    const r = readShared(act, w1, w2, tf.concat([k, v], 1) as tf.Tensor3D, nm); // [N1, 2L, .]
-    const half = (a: tf.Tensor3D, i: 0 | 1): tf.Tensor3D => {
-      const d = a.shape[2];
-      return a.reshape([n1, 2, l * d]).slice([0, i, 0], [n1, 1, l * d]).reshape([n1, l, d]) as tf.Tensor3D;
-    };
-    const h = half(r.h, 0);
-    let e = loss.grad(half(r.out, 0), half(r.out, 1)) as tf.Tensor3D; // [N1, L, dh]
-    let u = tf.matMul(e, w1).mul(activateGrad(act, half(r.z, 0))) as tf.Tensor3D; // [N1, L, dhid]
+    const atK = readShared(act, w1, w2, k, nm); // [N1, L, .]
+    const vhat = readShared(act, w1, w2, v, nm).out;
+    const h = atK.h;
+    let e = loss.grad(atK.out, vhat) as tf.Tensor3D; // [N1, L, dh]
+    let u = tf.matMul(e, w1).mul(activateGrad(act, atK.z)) as tf.Tensor3D; // [N1, L, dhid]
     if (clip !== null) {
       const sq = (a: tf.Tensor): tf.Tensor => a.square().sum(-1);
       const kk = nm === 1 ? sq(k) : sq(k).reshape([n2, 1, l]).add(tf.zeros([1, nm, 1])).reshape([n1, l]); // |k|^2 per memory row

@@ -375,14 +375,13 @@ export function chunkedSharedEnd(
     const perMemRows = (a: tf.Tensor): tf.Tensor => (nm === 1 ? a.reshape([n1, l, 1]) : a.reshape([n2, 1, l]).add(tf.zeros([1, nm, 1])).reshape([n1, l, 1]));
     const muPowLast = mu !== null ? tf.tensor3d(Array.from({ length: l }, (_, s) => Math.pow(mu, l - 1 - s)), [1, l, 1]) : null; // mu^(L-s)
 
-    // W1 (and M1): per-memory keys H: Y1^T [diag(Lam_L) H | diag(mu^(L-s)) H] as one product
+    // W1 (and M1): per-memory keys H: Y1^T diag(Lam_L) H and Y1^T diag(mu^(L-s)) H (no concat: its gradient splits, slow on wasm)
     const wLam = perMemRows(c.lamLast); // [N1, L, 1]
     let w1n: tf.Tensor;
     let m1n: tf.Tensor | null = null;
     if (mu !== null && muPowLast && c.rhoL) {
-      const upd1 = tf.matMul(tf.concat([y1.mul(wLam), y1.mul(muPowLast)], 2) as tf.Tensor3D, h, true, false); // [N1, 2 dh, dhid]
-      w1n = w10.mul(perMem(c.gammaL)).add((m10 as tf.Tensor3D).mul(perMem(c.rhoL))).add(halfRows(upd1, 0));
-      m1n = (m10 as tf.Tensor3D).mul(Math.pow(mu, l)).add(halfRows(upd1, 1));
+      w1n = w10.mul(perMem(c.gammaL)).add((m10 as tf.Tensor3D).mul(perMem(c.rhoL))).add(tf.matMul(y1.mul(wLam) as tf.Tensor3D, h, true, false));
+      m1n = (m10 as tf.Tensor3D).mul(Math.pow(mu, l)).add(tf.matMul(y1.mul(muPowLast) as tf.Tensor3D, h, true, false));
     } else {
       w1n = w10.mul(perMem(c.gammaL)).add(tf.matMul(y1.mul(wLam) as tf.Tensor3D, h, true, false));
     }
@@ -434,30 +433,28 @@ export function chunkedSharedRetrieval(s0: GroupWeights, wr: SegmentWrites, coef
     const q = wr.q as tf.Tensor3D;
     const gam = coef.gam as tf.Tensor3D;
     const lam = coef.lam as tf.Tensor3D;
-    const gamma = (coef.gamma as tf.Tensor2D).expandDims(2); // [N2, L, 1]
-    const rho = mu !== null ? (coef.rho as tf.Tensor2D).expandDims(2) : null;
-    const w2cat = mu !== null ? tf.concat([w20, m20 as tf.Tensor3D], 2) : w20; // [N2, dhid, dh (2)]
-    const scaled = (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor | null): tf.Tensor => (b ? tf.concat([x.mul(a), x.mul(b)], 2) : x.mul(a)); // [N2, L, dh (2)]
-    let z: tf.Tensor; // W2_t q_t, [N2, L, dhid]
+    const col = (a: tf.Tensor2D | undefined): tf.Tensor => (a as tf.Tensor2D).expandDims(2); // [N2, L] -> [N2, L, 1]
+    // gamma x W^T + rho x M^T for rows x [N2, L, in] and one memory's W, M [N2, out, in] (separate
+    // products: no concatenated operands, whose gradients split on wasm)
+    const decayRead = (x: tf.Tensor3D, w: tf.Tensor3D, m: tf.Tensor3D | undefined, gamma: tf.Tensor, rho: tf.Tensor | null): tf.Tensor => {
+      const r = tf.matMul(x, w, false, true).mul(gamma);
+      return rho && m ? r.add(tf.matMul(x, m, false, true).mul(rho)) : r;
+    };
+    const gamma = col(coef.gamma);
+    const rho = mu !== null ? col(coef.rho) : null;
+    const qk = tf.matMul(q, k, false, true); // Q K^T, [N2, L, L]
+    let z = decayRead(q, w20, m20, gamma, rho).add(tf.matMul(lam.mul(qk) as tf.Tensor3D, y2)); // W2_t q_t without DGD, [N2, L, dhid]
     if (opts.dgd) {
-      // rows that read W2_0 (and M2_0): the DGD right-hand side at keys (primed) and the retrieval at queries
-      const qk = tf.matMul(q, k, false, true); // Q K^T, [N2, L, L]
-      const rowsW = tf.concat([scaled(k, (coef.gammaPrev as tf.Tensor2D).expandDims(2), coef.rhoPrev ? coef.rhoPrev.expandDims(2) : null), scaled(q, gamma, rho)], 1);
-      const rowsL = tf.concat([(coef.lamPrev as tf.Tensor3D).mul(coef.kk as tf.Tensor3D), lam.mul(qk)], 1); // [N2, 2L, L]
-      const pre = tf.matMul(rowsW as tf.Tensor3D, w2cat as tf.Tensor3D, false, true).add(tf.matMul(rowsL as tf.Tensor3D, y2)); // [N2, 2L, dhid]
-      const half = (a: tf.Tensor, i: 0 | 1): tf.Tensor3D => halfRows(a, i);
-      const rhs = half(pre, 0).mul(wr.eta.expandDims(2)).neg() as tf.Tensor3D;
-      const d = tf.matMul(coef.tInv as tf.Tensor3D, rhs); // DGD write vectors, [N2, L, dhid]
-      z = half(pre, 1).add(tf.matMul(gam.mul(qk) as tf.Tensor3D, d)); // + (Gam o Q K^T) D
-    } else {
-      z = tf.matMul(scaled(q, gamma, rho) as tf.Tensor3D, w2cat as tf.Tensor3D, false, true).add(tf.matMul(lam.mul(tf.matMul(q, k, false, true)) as tf.Tensor3D, y2));
+      // DGD write vectors D = T rhs, rhs = -diag(eta) [gamma' o K W2_0^T + rho' o K M2_0^T + (Lam' o K K^T) Y2]
+      const preK = decayRead(k, w20, m20, col(coef.gammaPrev), mu !== null ? col(coef.rhoPrev) : null).add(
+        tf.matMul((coef.lamPrev as tf.Tensor3D).mul(coef.kk as tf.Tensor3D) as tf.Tensor3D, y2),
+      );
+      const d = tf.matMul(coef.tInv as tf.Tensor3D, preK.mul(wr.eta.expandDims(2)).neg() as tf.Tensor3D); // [N2, L, dhid]
+      z = z.add(tf.matMul(gam.mul(qk) as tf.Tensor3D, d)); // + (Gam o Q K^T) D
     }
     // W1_t r_t = gamma_t W1_0 r_t + rho_t M1_0 r_t + sum_s Lam_ts y1_s (h_s . r_t), r_t = act(W2_t q_t)
     const r = activate(opts.act, z) as tf.Tensor3D; // [N2, L, dhid]
-    const w1cat = mu !== null ? tf.concat([w10, m10 as tf.Tensor3D], 2) : w10; // [N2, dh, dhid (2)]
-    const o = tf
-      .matMul(scaled(r, gamma, rho) as tf.Tensor3D, w1cat as tf.Tensor3D, false, true)
-      .add(tf.matMul(lam.mul(tf.matMul(r, h, false, true)) as tf.Tensor3D, y1));
+    const o = decayRead(r, w10, m10, gamma, rho).add(tf.matMul(lam.mul(tf.matMul(r, h, false, true)) as tf.Tensor3D, y1));
     return q.add(o) as tf.Tensor3D;
   });
 }
