@@ -77,13 +77,11 @@ const FULL: AblationsConfig = {
   corpus: 'moby-dick',
   hope: hopeFamily,
   model: lmFull.model,
-  // The lm budget cut to its first evaluation point (25 steps): 9 HOPE runs of 100 steps did not fit the
-  // loaded machine (~11 s per HOPE step with ~10 jobs on 2 cores). Same data order as lm, so the full row
-  // at seed 1 equals lm's hope / moby-dick point at step 25.
-  train: { ...LM_TRAIN_FULL, steps: 25, evalEvery: 25 },
+  // lm's budget (100 steps). Same data order as lm, so the full row at seed 1 equals lm's hope / moby-dick rows.
+  train: LM_TRAIN_FULL,
   ablations: [...ABLATIONS],
   seeds: [1],
-  fullExtraSeeds: [2],
+  fullExtraSeeds: [2, 3],
 };
 
 const SMOKE: AblationsConfig = { ...FULL, model: LM_MODEL_SMOKE, train: LM_TRAIN_SMOKE };
@@ -93,7 +91,7 @@ export const ablations: Experiment<AblationsConfig> = {
   title: 'HOPE ablations on byte-level Moby Dick (paper Table 6)',
   claim: 'Ablations (Table 6): removing DGD, momentum, weight decay, CMS, or adaptive k/v each hurts; static q costs almost nothing.',
   config: (size: SizeName) => (size === 'smoke' ? SMOKE : FULL),
-  plot: { x: 'run', y: 'valBpb', color: 'ablation', xType: 'nominal', mark: 'bar', yScale: 'auto', title: 'HOPE ablations: final validation bits per byte (Moby Dick; lower is better)' },
+  plot: { x: 'tokens', y: 'valBpb', color: 'run', xType: 'quantitative', mark: 'line', yScale: 'auto', title: 'HOPE ablations: validation bits per byte vs training tokens (Moby Dick; lower is better)' },
   async run(opts: RunOpts): Promise<ExperimentResult> {
     const cfg = this.config(opts.smoke ? 'smoke' : 'full');
     const rows: Row[] = [];
@@ -159,9 +157,9 @@ export const ablations: Experiment<AblationsConfig> = {
       summary,
       notes: [
         `Model: the lm experiment's HOPE (dModel ${m.dModel}, ${m.numBlocks} blocks, ${m.numHeads} heads, self-modifying Titans chunk ${m.smtChunkSize}, CMS levels [period ${m.cmsLevels[0].period} eta ${m.cmsLevels[0].learningRate}, frozen], CMS expansion ${cfg.hope.ffnExpansion}); each row changes one switch (table above). Parameter counts differ where a switch removes or adds a memory (no-weight-decay, static-k, static-v, adaptive-q); they were not re-matched.`,
-        `Budget (identical for every row): ${t.steps} Adam steps (lr ${t.learningRate}, clip ${t.clipNorm}) of ${t.batchSize} x ${t.seqLength} bytes = ${t.steps * t.batchSize * t.seqLength} training tokens, the same data order (seeded), the same weight seed; validation on the same ${t.evalBatches * t.evalBatchSize} windows of ${t.seqLength} bytes as lm, each a fresh context with in-context learning. This is the lm experiment's run cut at its first evaluation point: 9 HOPE runs of lm's full ${LM_TRAIN_FULL.steps} steps did not fit the loaded 2-core machine (~11 s per HOPE step with ~10 jobs running). The data order is lm's, so the full row at seed ${base} must equal lm's hope / moby-dick row at step ${t.steps} (a reproducibility cross-check between the two experiments). ${t.steps} steps is early training: the rows compare how fast each variant starts to learn, not where it converges.`,
+        `Budget (identical for every row): ${t.steps} Adam steps (lr ${t.learningRate}, clip ${t.clipNorm}) of ${t.batchSize} x ${t.seqLength} bytes = ${t.steps * t.batchSize * t.seqLength} training tokens, the same data order (seeded), the same weight seed; validation on the same ${t.evalBatches * t.evalBatchSize} windows of ${t.seqLength} bytes as lm, each a fresh context with in-context learning. This is the lm experiment's budget with lm's data order, so the full row at seed ${base} must equal lm's hope / moby-dick rows (a reproducibility cross-check between the two experiments). ${t.steps} steps is early training (the bpb still falls steeply): the rows compare how fast each variant learns, not where it converges.`,
         `Without CMS: the chain is kept with every level at period 0 (frozen MLPs of the same size and parameters) rather than replaced by a separate MLP, so the only change is the absence of in-context updates; the trainer's segment length is pinned to ${m.cmsLevels[0].period} so backprop truncation matches the full model.`,
-        `Seeds: one seed per row (the budget did not allow two); the full row is repeated at seed${cfg.fullExtraSeeds.length > 1 ? 's' : ''} ${cfg.fullExtraSeeds.map((s) => s + opts.seed - 1).join(', ')} and the spread of the full rows is the yardstick: a delta within it is not evidence either way. A single extra seed underestimates the noise; read deltas of the same size as the spread as inconclusive.`,
+        `Seeds: one seed per row (two per row did not fit the time left on the shared machine); the full row is repeated at seed${cfg.fullExtraSeeds.length > 1 ? 's' : ''} ${cfg.fullExtraSeeds.map((s) => s + opts.seed - 1).join(', ')} and the spread of the full rows is the yardstick: a delta within it is not evidence either way. A single extra seed underestimates the noise; read deltas of the same size as the spread as inconclusive.`,
         'Each switch is tested to change the model (integration-tests/experiments/lm-ablations.test.ts): with identical weights (dgd, momentum, CMS periods) or the same seed (switches that add or remove memories), the outputs differ from the full model.',
       ],
       verdict,

@@ -246,7 +246,7 @@ const FULL: LmConfig = {
   families: FAMILIES,
   model: MODEL_FULL,
   train: LM_TRAIN_FULL,
-  seeds: [1],
+  seeds: [1, 2],
   paramTolerance: 0.05,
 };
 
@@ -307,11 +307,15 @@ export const lm: Experiment<LmConfig> = {
     }
     const finalBpb = (corpus: string, kind: string): number => mean(rows.filter((r) => r.final && r.corpus === corpus && r.kind === kind).map((r) => Number(r.valBpb)));
     const ref = counts.get(cfg.families[0].kind)!;
+    const perSeed = (corpus: string, kind: string): string => {
+      const v = rows.filter((r) => r.final && r.corpus === corpus && r.kind === kind).map((r) => Number(r.valBpb).toFixed(3));
+      return v.length > 1 ? ` (${v.join(' / ')})` : '';
+    };
     const summary =
       `Final validation bits per byte (lower is better) after ${cfg.train.steps} steps x ${cfg.train.batchSize} x ${cfg.train.seqLength} bytes = ` +
-      `${cfg.train.steps * cfg.train.batchSize * cfg.train.seqLength} training tokens per model; ${cfg.seeds.length === 1 ? 'one seed' : `mean of ${cfg.seeds.length} seeds`}.\n\n` +
+      `${cfg.train.steps * cfg.train.batchSize * cfg.train.seqLength} training tokens per model; ${cfg.seeds.length === 1 ? 'one seed' : `mean of ${cfg.seeds.length} seeds (per seed in brackets)`}.\n\n` +
       `| kind | params | vs hope | ${cfg.corpora.join(' | ')} |\n|---|---|---|${cfg.corpora.map(() => '---').join('|')}|\n` +
-      cfg.families.map((f) => `| ${f.kind} | ${counts.get(f.kind)} | ${((counts.get(f.kind)! / ref - 1) * 100).toFixed(2)}% | ${cfg.corpora.map((c) => finalBpb(c, f.kind).toFixed(3)).join(' | ')} |`).join('\n');
+      cfg.families.map((f) => `| ${f.kind} | ${counts.get(f.kind)} | ${((counts.get(f.kind)! / ref - 1) * 100).toFixed(2)}% | ${cfg.corpora.map((c) => finalBpb(c, f.kind).toFixed(3) + perSeed(c, f.kind)).join(' | ')} |`).join('\n');
     const perCorpus = cfg.corpora.map((c) => {
       const ranked = [...cfg.families].map((f) => ({ k: f.kind, v: finalBpb(c, f.kind) })).sort((a, b) => a.v - b.v);
       const hopeRank = ranked.findIndex((x) => x.k === 'hope') + 1;
