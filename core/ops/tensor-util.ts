@@ -53,3 +53,20 @@ export function stackAxis0(parts: tf.Tensor[]): tf.Tensor {
     hi - lo === 1 ? parts[lo].expandDims(0) : tf.concat([rec(lo, lo + Math.floor((hi - lo) / 2)), rec(lo + Math.floor((hi - lo) / 2), hi)], 0);
   return tf.tidy(() => rec(0, parts.length));
 }
+
+/**
+ * x[begin : begin + size] (per axis) without wasm's Slice kernel, which first copies the WHOLE input
+ * into a fresh JS buffer (readSync) and then the rows back: for MB-sized tensors that costs more than the
+ * arithmetic around it and feeds the garbage collector. StridedSlice runs in C++ for
+ * non-contiguous slices (contiguous ones take the JS path, still correct); its gradient (zero padding of dy) is written by
+ * hand, so the tape saves nothing (tfjs-core has no StridedSlice gradient).
+ */
+export function sliceView(x: tf.Tensor, begin: number[], size: number[]): tf.Tensor {
+  const end = begin.map((b, i) => b + size[i]);
+  const pads = begin.map((b, i) => [b, x.shape[i] - end[i]] as [number, number]);
+  const op = tf.customGrad(((a: tf.Tensor) => ({
+    value: tf.stridedSlice(a, begin, end),
+    gradFunc: (dy: tf.Tensor) => tf.pad(dy, pads),
+  })) as unknown as Parameters<typeof tf.customGrad>[0]);
+  return op(x);
+}

@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { getInnerLoss } from '../../core/inner-loss';
+import { sliceView } from '../../core/ops/tensor-util';
 import { headDimOf, resolveTitansConfig, type ResolvedTitansConfig, type TitansMemoryArgs } from './config';
 import { chunkedTitans } from './ops/chunked';
 import { MEMORY_KEYS, memoryMatrixShapes } from './ops/memory';
@@ -87,10 +88,11 @@ function causalConv(x: tf.Tensor3D, past: tf.Tensor3D, kernel: tf.Tensor): { y: 
   const xp = tf.concat([past, x], 1); // [B, T + 3, F]
   let y: tf.Tensor = x;
   for (let j = 0; j < CONV_WINDOW; j++) {
-    const shifted = xp.slice([0, CONV_WINDOW - 1 - j, 0], [b, t, f]); // x_{t-j}
+    // sliceView: C++ StridedSlice (wasm's Slice copies the whole [B, T + 3, F] input into JS per call)
+    const shifted = b === 1 ? xp.slice([0, CONV_WINDOW - 1 - j, 0], [b, t, f]) : sliceView(xp, [0, CONV_WINDOW - 1 - j, 0], [b, t, f]); // x_{t-j}
     y = y.add(shifted.mul(kernel.slice([j, 0], [1, f]))); // [B, T, F] * [1, F]
   }
-  return { y: y as tf.Tensor3D, past: xp.slice([0, t, 0], [b, CONV_WINDOW - 1, f]) as tf.Tensor3D };
+  return { y: y as tf.Tensor3D, past: (b === 1 ? xp.slice([0, t, 0], [b, CONV_WINDOW - 1, f]) : sliceView(xp, [0, t, 0], [b, CONV_WINDOW - 1, f])) as tf.Tensor3D };
 }
 
 function l2Normalize(a: tf.Tensor3D): tf.Tensor3D {

@@ -4,6 +4,9 @@
  * is one Transpose (a copy), converting weights [N1, p, q] -> [N2, nm p, q] is a free reshape.
  */
 import * as tf from '@tensorflow/tfjs';
+import { sliceView } from '../../../core/ops/tensor-util';
+
+export { sliceView };
 
 /** [N2, R, nm X] (memory on the feature axis) <-> [N2 nm, R, X] (memory-minor batch). */
 export function wideToBatched(a: tf.Tensor, nm: number): tf.Tensor3D {
@@ -17,23 +20,6 @@ export function batchedToWide(a: tf.Tensor, nm: number): tf.Tensor3D {
   return a.reshape([n1 / nm, nm, r, x]).transpose([0, 2, 1, 3]).reshape([n1 / nm, r, nm * x]) as tf.Tensor3D;
 }
 
-
-/**
- * x[begin : begin + size] (per axis) without wasm's Slice kernel, which first copies the WHOLE input
- * into a fresh JS buffer (readSync) and then the rows back: for the MB-sized per-chunk tensors here
- * that costs more than the matmuls and feeds the garbage collector. StridedSlice runs in C++ for
- * non-contiguous slices (the only kind used here); its gradient (zero padding of dy) is written by
- * hand, so the tape saves nothing (tfjs-core has no StridedSlice gradient).
- */
-export function sliceView(x: tf.Tensor, begin: number[], size: number[]): tf.Tensor {
-  const end = begin.map((b, i) => b + size[i]);
-  const pads = begin.map((b, i) => [b, x.shape[i] - end[i]] as [number, number]);
-  const op = tf.customGrad(((a: tf.Tensor) => ({
-    value: tf.stridedSlice(a, begin, end),
-    gradFunc: (dy: tf.Tensor) => tf.pad(dy, pads),
-  })) as unknown as Parameters<typeof tf.customGrad>[0]);
-  return op(x);
-}
 
 /** Block i of nb equal blocks along axis 1 of [N, R, X] -> [N, R / nb, X] (sliceView of contiguous rows per n). */
 export function rowBlock(a: tf.Tensor, nb: number, i: number): tf.Tensor3D {

@@ -25,6 +25,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { stopGradient } from '../../../core/ops/stop-gradient';
 import { gradientsInBackward } from '../../../core/ops/checkpoint';
+import { sliceView } from '../../../core/ops/tensor-util';
 import { splitAxis0, stackAxis0 } from './tf-util';
 import type { TitansRecurrenceInputs, TitansRecurrenceOptions, TitansRecurrenceOutputs } from './types';
 
@@ -76,13 +77,18 @@ function makePlan(inp: TitansRecurrenceInputs, c: number): Plan {
 
 const lastRow = (pl: Plan, ci: number): number => (ci === 0 ? pl.l0 : Math.min(pl.cw, pl.rest - (ci - 1) * pl.cw)) - 1;
 
+/** Slice via core sliceView (C++ StridedSlice; wasm's Slice copies its whole input into JS first) when N > 1. */
+function sv(x: tf.Tensor, begin: number[], size: number[]): tf.Tensor {
+  return x.shape[0] === 1 ? x.slice(begin, size) : sliceView(x, begin, size);
+}
+
 /** [N, T, e] -> [N, nc, cw, e]: each segment zero-padded to cw at its end. */
 function toChunks(pl: Plan, x: tf.Tensor3D): tf.Tensor4D {
   const e = x.shape[2];
-  const parts: tf.Tensor[] = [pl.rest === 0 ? x : x.slice([0, 0, 0], [pl.n, pl.l0, e])];
+  const parts: tf.Tensor[] = [pl.rest === 0 ? x : sv(x, [0, 0, 0], [pl.n, pl.l0, e])];
   if (pl.cw > pl.l0) parts.push(tf.zeros([pl.n, pl.cw - pl.l0, e]));
   if (pl.rest > 0) {
-    parts.push(x.slice([0, pl.l0, 0], [pl.n, pl.rest, e]));
+    parts.push(sv(x, [0, pl.l0, 0], [pl.n, pl.rest, e]));
     const endPad = (pl.nc - 1) * pl.cw - pl.rest;
     if (endPad > 0) parts.push(tf.zeros([pl.n, endPad, e]));
   }
@@ -93,15 +99,15 @@ function toChunks(pl: Plan, x: tf.Tensor3D): tf.Tensor4D {
 function fromChunks(pl: Plan, y: tf.Tensor3D): tf.Tensor3D {
   const e = y.shape[2];
   if (pl.nc * pl.cw === pl.t) return y;
-  if (pl.l0 === pl.cw) return y.slice([0, 0, 0], [pl.n, pl.t, e]);
-  const head = y.slice([0, 0, 0], [pl.n, pl.l0, e]);
-  return (pl.rest === 0 ? head : tf.concat([head, y.slice([0, pl.cw, 0], [pl.n, pl.rest, e])], 1)) as tf.Tensor3D;
+  if (pl.l0 === pl.cw) return sv(y, [0, 0, 0], [pl.n, pl.t, e]) as tf.Tensor3D;
+  const head = sv(y, [0, 0, 0], [pl.n, pl.l0, e]);
+  return (pl.rest === 0 ? head : tf.concat([head, sv(y, [0, pl.cw, 0], [pl.n, pl.rest, e])], 1)) as tf.Tensor3D;
 }
 
 /** Packed columns [N, cw, 3d + 3] -> named block inputs. */
 function unpackColumns(x: tf.Tensor3D, d: number): ChunkBlock {
   const [n, cw] = x.shape;
-  const cols = (start: number, size: number): tf.Tensor3D => x.slice([0, 0, start], [n, cw, size]) as tf.Tensor3D;
+  const cols = (start: number, size: number): tf.Tensor3D => sv(x, [0, 0, start], [n, cw, size]) as tf.Tensor3D;
   const scalar = (start: number): tf.Tensor2D => cols(start, 1).reshape([n, cw]) as tf.Tensor2D;
   return { q: cols(0, d), k: cols(d, d), v: cols(2 * d, d), theta: scalar(3 * d), logEta: scalar(3 * d + 1), logKeep: scalar(3 * d + 2) };
 }
@@ -163,7 +169,7 @@ export function runChunks(inp: TitansRecurrenceInputs, opts: TitansRecurrenceOpt
     const unpack = (v: tf.Tensor2D): { y: tf.Tensor3D; ws: tf.Tensor3D[]; ms: tf.Tensor3D[]; snap: tf.Tensor3D[] } => {
       let off = 0;
       const parts = sizes.map((sz) => {
-        const part = v.slice([0, off], [n, sz]);
+        const part = sv(v, [0, off], [n, sz]);
         off += sz;
         return part;
       });
