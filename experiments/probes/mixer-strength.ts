@@ -1,0 +1,99 @@
+/**
+ * Probe: does a one-block model learn a MAD task with a given mixer configuration? Used to diagnose why
+ * HOPE stays at chance on the MAD tasks (docs/results/README.md, "Why HOPE fails the MAD tasks here").
+ *
+ *   node -r ts-node/register/transpile-only experiments/probes/mixer-strength.ts \
+ *     --task memorization --kind hope [--mixer '{"etaMax":0.9,"etaBiasInit":2,"initScale":1.5}'] [--steps 150] [--lr 0.01]
+ *
+ * Builds the same model as `nl exp mad-<task>` (experiments/mad.ts: width 32, 1 block, 2 heads, chunk 8,
+ * short conv 4, CMS levels [64, static]), merges --mixer into the block's mixer config, trains with
+ * NestedTrainer + Adam (clip 1) on the experiment's seeded training stream, and prints one JSON line:
+ * accuracy on 64 fresh test sequences, the loss every 10 steps, and the mixer's cross-token
+ * sensitivity at initialisation (|dy_T| when token T-8 changes, relative to |dy_T| when token T changes).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { Command } from 'commander';
+import { selectBackend } from '../../core/backend';
+import { nlRuntime } from '../../cli/run';
+import { createSubLayer } from '../../plugins/hope/block';
+import { NestedTrainer } from '../../plugins/scheduler/trainer';
+import { LanguageModel } from '../../plugins/hope/lm';
+import { disposeModel, evalBatch, leftPad, maskedCrossEntropy, modelBlockSpec, rng, trainStep, withSeededRandom, type ModelKind, type ModelRun } from '../models';
+import { generate, memorizationMap, taskVocab, MAD_TASKS, PAD, type MadTask, type TaskSizes } from '../mad';
+
+const TASK: TaskSizes = {
+  recallKeys: 8, recallValues: 8, recallPairs: 16, fuzzyVocab: 4, fuzzyMaxLen: 2, fuzzyPairs: 4, fuzzyQueries: 4,
+  copyVocab: 8, copyTokens: 6, copyContext: 24, memKeys: 32, memValues: 8, memPerSeq: 8, compVocab: 8, compLength: 6,
+};
+
+/** |y_T(x') - y_T(x)| for a change of token T-lag, over the same for a change of token T (mixer alone, [1, T, D] inputs). */
+function crossTokenSensitivity(spec: { className: string; config: Record<string, unknown> }, lag: number): number {
+  return tf.tidy(() => {
+    const mixer = createSubLayer(spec as never, 'probe.mixer', 'probe_mixer');
+    const T = 16;
+    const D = 32;
+    const base = tf.randomNormal([1, T, D], 0, 1, 'float32', 3);
+    const alt = tf.randomNormal([1, 1, D], 0, 1, 'float32', 4);
+    const swap = (p: number): tf.Tensor => tf.concat([base.slice([0, 0, 0], [1, p, D]), alt, base.slice([0, p + 1, 0], [1, T - p - 1, D])], 1);
+    const y = mixer.apply(tf.concat([base, swap(T - 1), swap(T - 1 - lag)], 0)) as tf.Tensor;
+    const last = y.slice([0, T - 1, 0], [3, 1, D]).reshape([3, D]);
+    const d = (i: number): number => last.slice([0, 0], [1, D]).sub(last.slice([i, 0], [1, D])).norm().dataSync()[0];
+    const r = d(2) / d(1);
+    mixer.dispose();
+    return tf.scalar(r);
+  }).dataSync()[0];
+}
+
+async function main(): Promise<void> {
+  const opts = new Command()
+    .option('--task <name>', `one of ${MAD_TASKS.join(', ')}`, 'memorization')
+    .option('--kind <kind>', 'model kind (experiments/models.ts)', 'hope')
+    .option('--mixer <json>', 'fields merged into the block mixer config', '{}')
+    .option('--steps <n>', 'training steps of 16 sequences', '150')
+    .option('--lr <x>', 'Adam learning rate', '0.01')
+    .option('--backend <name>', 'wasm | cpu', 'wasm')
+    .parse()
+    .opts<{ task: string; kind: string; mixer: string; steps: string; lr: string; backend: string }>();
+  if (!(MAD_TASKS as readonly string[]).includes(opts.task)) throw new Error(`--task: unknown task '${opts.task}' (known: ${MAD_TASKS.join(', ')})`);
+  const task = opts.task as MadTask;
+  let mixerPatch: Record<string, unknown>;
+  try {
+    mixerPatch = JSON.parse(opts.mixer) as Record<string, unknown>;
+  } catch (e) {
+    throw new Error(`--mixer: not JSON: ${(e as Error).message}`);
+  }
+  await selectBackend(opts.backend);
+  nlRuntime();
+  const sizes = { dModel: 32, numHeads: 2, numBlocks: 1, chunkSize: 8, cmsLevels: [{ period: 64, learningRate: 0.01 }, { period: 0 }] };
+  const spec = modelBlockSpec(opts.kind as ModelKind, sizes) as { className: string; config: Record<string, any> };
+  const mixer = { ...spec.config.mixer, config: { ...spec.config.mixer.config, ...mixerPatch } };
+  const block = { ...spec, config: { ...spec.config, mixer, shortConv: 4 } };
+  const sensitivity = withSeededRandom(1, () => crossTokenSensitivity(mixer, 8));
+  const { vocab, answers } = taskVocab(task, TASK);
+  const memMap = memorizationMap(1, TASK);
+  const lm = withSeededRandom(1, () => new LanguageModel({ vocabSize: vocab, dModel: sizes.dModel, blocks: [block] }));
+  const optimizer = tf.train.adam(Number(opts.lr));
+  const trainer = new NestedTrainer(lm.nested, { loss: maskedCrossEntropy, optimizer, clipNorm: 1 });
+  const m: ModelRun = { kind: opts.kind as ModelKind, lm, trainer, optimizer, params: lm.countParams() };
+  const ti = MAD_TASKS.indexOf(task);
+  const dr = rng(32452843 + ti); // the experiment's training stream for seed 1
+  const t0 = Date.now();
+  const losses: number[] = [];
+  try {
+    for (let s = 0; s < Number(opts.steps); s++) {
+      const loss = trainStep(m, leftPad(Array.from({ length: 16 }, () => generate(task, dr, TASK, memMap)), PAD), vocab);
+      if ((s + 1) % 10 === 0) losses.push(+loss.toFixed(3));
+    }
+    const tr = rng(15485863 + ti);
+    const test = Array.from({ length: 64 }, () => generate(task, tr, TASK, memMap));
+    const r = await evalBatch(m, leftPad(test, PAD), vocab, answers);
+    console.log(JSON.stringify({ task, kind: opts.kind, mixer: mixerPatch, crossTokenSensitivityAtInit: +sensitivity.toFixed(4), accuracy: +(r.correct / r.total).toFixed(3), chance: +(1 / answers.length).toFixed(3), losses, seconds: (Date.now() - t0) / 1000 }));
+  } finally {
+    disposeModel(m);
+  }
+}
+
+main().catch((e: Error) => {
+  console.error(`mixer-strength: ${e.message}`);
+  process.exit(1);
+});
