@@ -11,7 +11,11 @@
  * Both forms run with per-chunk activation checkpointing (the default, --checkpoint=0 turns it off):
  * without it the tape holds ~6 MB per token and T=1024 does not fit in the wasm heap.
  * Both forms compute the same function (Eq. 90: per-token gradients at the chunk-start state), so
- * the naive form is a loop over tokens only inside the recurrence.
+ * the naive form is a loop over tokens only inside the recurrence (its reads and inner gradients are
+ * batched per chunk, in the memory-major tiled layout); the chunked form shares key/rate-only work
+ * across memories and, with chunkSize == memChunkSize (default here), runs M_mem in the same loop as
+ * the other memories (plugins/self-modifying-titans/README.md, "Performance design").
+ * Single medians on a shared machine swing by up to 2x between runs: compare within one run.
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
