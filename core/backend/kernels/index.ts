@@ -4,6 +4,8 @@
  *
  * wasm (tfjs-backend-wasm 4.22):
  *   BatchMatMul, _FusedMatMul  transposed / batched / broadcast products on the XNNPACK path
+ *   Identity, Cast (same dtype) share the input buffer by reference count (built-in: a full copy; every
+ *                              tape entry goes through Identity)
  *   Prelu                      alpha broadcast along non-trailing axes (built-in assumes trailing)
  *   UnsortedSegmentSum         missing kernel (tf.gather and Embedding gradients)
  *   Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter, DepthwiseConv2dNativeBackpropInput
@@ -25,6 +27,7 @@ import {
   depthwiseConv2dNativeBackpropFilterWasm,
   depthwiseConv2dNativeBackpropInputWasm,
 } from './conv-grads';
+import { makeSharedCast, makeSharedIdentity } from './share';
 import { asWasmBackend } from './wasm-internals';
 
 const REPLACED: unique symbol = Symbol.for('nested-learning/project-kernel/replaced');
@@ -56,6 +59,16 @@ const WASM_KERNELS: readonly KernelSpec[] = [
       original == null
         ? null
         : { kernelName: '_FusedMatMul', backendName: 'wasm', kernelFunc: makeFusedMatMul(original.kernelFunc), setupFunc: original.setupFunc },
+  },
+  {
+    kernelName: 'Identity',
+    build: (original) =>
+      original == null ? null : { kernelName: 'Identity', backendName: 'wasm', kernelFunc: makeSharedIdentity(original.kernelFunc), setupFunc: original.setupFunc },
+  },
+  {
+    kernelName: 'Cast',
+    build: (original) =>
+      original == null ? null : { kernelName: 'Cast', backendName: 'wasm', kernelFunc: makeSharedCast(original.kernelFunc), setupFunc: original.setupFunc },
   },
   {
     kernelName: 'Prelu',

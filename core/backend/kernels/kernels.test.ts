@@ -14,6 +14,8 @@ const TOL = { rtol: 1e-4, atol: 1e-5 };
 const ALL_KERNELS = [
   'BatchMatMul',
   '_FusedMatMul',
+  'Identity',
+  'Cast',
   'Prelu',
   'UnsortedSegmentSum',
   'Conv2DBackpropFilter',
@@ -106,7 +108,7 @@ describe('project kernels (wasm vs cpu)', function () {
       expect(unregisterProjectKernels()).to.deep.equal(first);
       expect(tf.getKernel('BatchMatMul', 'wasm')).to.equal(builtIn);
       // kernels wasm lacks are removed again; replaced ones are back to the built-in config
-      for (const added of ALL_KERNELS.filter((k) => !['BatchMatMul', '_FusedMatMul', 'Prelu'].includes(k))) {
+      for (const added of ALL_KERNELS.filter((k) => !['BatchMatMul', '_FusedMatMul', 'Identity', 'Cast', 'Prelu'].includes(k))) {
         expect(tf.getKernel(added, 'wasm'), added).to.equal(undefined);
       }
       expect(unregisterProjectKernels()).to.deep.equal([]);
@@ -342,6 +344,76 @@ describe('project kernels (wasm vs cpu)', function () {
           tf.fused.matMul({ a: x as tf.Tensor2D, b: y as tf.Tensor2D, transposeB: true, bias: c }).mul(w).sum(),
         )([a, b, bias]);
       });
+    });
+  });
+
+  describe('Identity and same-dtype Cast share the buffer', () => {
+    const dataIds = (): number => (tf.engine().backend as unknown as { numDataIds(): number }).numDataIds();
+
+    it('clone / identity / same-dtype cast: equal values, no new buffer, the copy survives the original', () => {
+      const x = tf.tensor2d(values(12, 5), [3, 4]);
+      const before = dataIds();
+      const c = tf.clone(x);
+      const same = tf.cast(x, 'float32');
+      expect(dataIds()).to.equal(before); // shared, not copied
+      const expected = x.dataSync().slice();
+      x.dispose();
+      assertClose(c.dataSync(), expected, { rtol: 0, atol: 0, name: 'clone after dispose' });
+      assertClose(same.dataSync(), expected, { rtol: 0, atol: 0, name: 'cast after dispose' });
+      c.dispose();
+      expect(dataIds()).to.equal(before); // still held by `same`
+      same.dispose();
+      expect(dataIds()).to.equal(before - 1); // last reference frees the buffer
+    });
+
+    it('dtype-changing casts convert as on cpu (bool = x != 0, which the built-in wasm Cast gets wrong), int32 identities copy', () => {
+      const x = tf.tensor1d([1.7, -2.2, 0, 3.9]);
+      expect(Array.from(tf.cast(x, 'int32').dataSync())).to.deep.equal([1, -2, 0, 3]);
+      expect(Array.from(tf.cast(x, 'bool').dataSync())).to.deep.equal([1, 1, 0, 1]);
+      const i = tf.tensor1d([4, 5], 'int32');
+      const ic = tf.clone(i);
+      expect(ic.dtype).to.equal('int32');
+      expect(Array.from(ic.dataSync())).to.deep.equal([4, 5]);
+      tf.dispose([x, i, ic]);
+    });
+
+    it('a variable assigned from a clone keeps its value when the clone source changes by assign', () => {
+      const v = tf.variable(tf.tensor1d([1, 2, 3]));
+      const src = tf.tensor1d([7, 8, 9]);
+      v.assign(tf.clone(src));
+      const w = tf.variable(src); // shares src's buffer too
+      w.assign(tf.tensor1d([0, 0, 0]));
+      expect(Array.from(v.dataSync())).to.deep.equal([7, 8, 9]);
+      expect(Array.from(src.dataSync())).to.deep.equal([7, 8, 9]);
+      tf.dispose([v, src, w]);
+    });
+
+    it('gradients through tf.customGrad saved values and clones equal the copying kernels, without leaks', async () => {
+      const f = (a: tf.Tensor, b: tf.Tensor): tf.Scalar =>
+        tf.tidy(() => {
+          const body = (p: tf.Tensor, q: tf.Tensor, save: tf.GradSaveFunc): { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] } => {
+            save([p, q]);
+            return { value: p.mul(q).sin(), gradFunc: (dy, saved) => [dy.mul(saved[1]).mul(saved[0].mul(saved[1]).cos()), dy.mul(saved[0]).mul(saved[0].mul(saved[1]).cos())] };
+          };
+          const cg = tf.customGrad(body as unknown as Parameters<typeof tf.customGrad>[0]);
+          return (cg(tf.clone(a), b) as tf.Tensor).sum() as tf.Scalar;
+        });
+      const a = tf.tensor2d(values(20, 11), [4, 5]);
+      const b = tf.tensor2d(values(20, 12), [4, 5]);
+      const shared = tf.grads(f)([a, b]);
+      unregisterProjectKernels();
+      try {
+        const copied = tf.grads(f)([a, b]);
+        shared.forEach((g, i) => assertClose(g, copied[i], { rtol: 0, atol: 0, name: `grad ${i}` }));
+        tf.dispose(copied);
+      } finally {
+        registerProjectKernels('wasm');
+      }
+      tf.dispose(shared);
+      const ids = dataIds();
+      await expectNoLeakedTensors(() => tf.dispose(tf.grads(f)([a, b])), { iterations: 5 });
+      expect(dataIds()).to.equal(ids); // no backend buffer left behind either
+      tf.dispose([a, b]);
     });
   });
 
