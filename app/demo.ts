@@ -13,6 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
 import { createDefaultRuntime } from '../registry';
 import { NlLinearAttention, type LinearAttentionState } from '../plugins/linear-attention';
+import { seededRandom } from '../plugins/hope/random';
 
 const VOCAB = 256;
 
@@ -23,17 +24,8 @@ function loadCorpus(): Uint8Array {
   return new Uint8Array(Buffer.from(text, 'utf8'));
 }
 
-/** Deterministic PRNG (mulberry32) so runs are repeatable. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG (the project's mulberry32) so runs are repeatable. */
+const rng = seededRandom;
 
 function batch(data: Uint8Array, b: number, t: number, rand: () => number): { x: tf.Tensor2D; y: tf.Tensor2D } {
   const xs = new Int32Array(b * t);

@@ -12,7 +12,7 @@
  * "static q costs almost nothing". The full row is run at two seeds: its spread is the noise yardstick.
  */
 import type { LayerSpec } from '../plugins/hope/block';
-import { LM_MODEL_SMOKE, LM_TRAIN_FULL, LM_TRAIN_SMOKE, lmBlockSpec, runLmCell, type HopeOverrides, type LmFamily, type LmModelConfig, type LmTrainConfig } from './lm';
+import { LM_MODEL_SMOKE, LM_TRAIN_FULL, LM_TRAIN_SMOKE, cellRows, lmBlockSpec, runLmCell, type HopeOverrides, type LmFamily, type LmModelConfig, type LmTrainConfig } from './lm';
 import { lm as lmExperiment } from './lm';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
 
@@ -102,21 +102,7 @@ export const ablations: Experiment<AblationsConfig> = {
       const block = ablationBlock(cfg, a);
       const seg = cfg.model.cmsLevels.filter((l) => l.period > 0).reduce((x, l) => Math.min(x, l.period), Infinity);
       const r = runLmCell(block, cfg.model, cfg.train, cfg.corpus, seed, { label: a, log: opts.log, ...(a === 'no-cms' && Number.isFinite(seg) ? { segmentLength: seg } : {}) });
-      for (const p of r.points) {
-        rows.push({
-          ablation: a,
-          run: `${a} (seed ${seed})`,
-          seed,
-          params: r.params,
-          step: p.step,
-          tokens: p.tokens,
-          valBpb: +p.valBpb.toFixed(4),
-          trainBpb: +p.trainBpb.toFixed(4),
-          final: p.step === cfg.train.steps,
-          trainSeconds: +r.trainSeconds.toFixed(1),
-          evalSeconds: +r.evalSeconds.toFixed(1),
-        });
-      }
+      for (const row of cellRows(r, cfg.train.steps)) rows.push({ ablation: a, run: `${a} (seed ${seed})`, seed, ...row });
       await new Promise((res) => setImmediate(res));
     }
     const finals = rows.filter((r) => r.final);

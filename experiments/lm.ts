@@ -161,6 +161,20 @@ function validationBpb(trainer: NestedTrainer, batches: Array<{ inputs: tf.Tenso
  * every family sees the same batches. `segmentLength`: NestedTrainer's truncation length (default: the
  * fastest CMS period, i.e. none for models without in-context levels). Disposes everything it creates.
  */
+/** The columns lm and ablations share: one row per evaluation point of a cell (`final` marks the last step). */
+export function cellRows(r: CellResult, steps: number): Row[] {
+  return r.points.map((p) => ({
+    params: r.params,
+    step: p.step,
+    tokens: p.tokens,
+    valBpb: +p.valBpb.toFixed(4),
+    trainBpb: +p.trainBpb.toFixed(4),
+    final: p.step === steps,
+    trainSeconds: +r.trainSeconds.toFixed(1),
+    evalSeconds: +r.evalSeconds.toFixed(1),
+  }));
+}
+
 export function runLmCell(block: LayerSpec, m: LmModelConfig, t: LmTrainConfig, corpus: LmCorpus, seed: number, opts: { segmentLength?: number; label?: string; log?: (l: string) => void } = {}): CellResult {
   const ds = lmDataset(corpus, t);
   const lm = buildLm(block, m, seed);
@@ -286,21 +300,7 @@ export const lm: Experiment<LmConfig> = {
       for (const corpus of cfg.corpora) {
         for (const f of cfg.families) {
           const r = runLmCell(lmBlockSpec(f, cfg.model), cfg.model, cfg.train, corpus, seed, { label: f.kind, log: opts.log });
-          for (const p of r.points) {
-            rows.push({
-              corpus,
-              kind: f.kind,
-              seed,
-              params: r.params,
-              step: p.step,
-              tokens: p.tokens,
-              valBpb: +p.valBpb.toFixed(4),
-              trainBpb: +p.trainBpb.toFixed(4),
-              final: p.step === cfg.train.steps,
-              trainSeconds: +r.trainSeconds.toFixed(1),
-              evalSeconds: +r.evalSeconds.toFixed(1),
-            });
-          }
+          for (const row of cellRows(r, cfg.train.steps)) rows.push({ corpus, kind: f.kind, seed, ...row });
           await new Promise((res) => setImmediate(res));
         }
       }
