@@ -15,7 +15,7 @@
  *    step and steps to psi < 1e-4 for momentum (Eq. 33) and delta momentum (Eq. 49).
  */
 import * as tf from '@tensorflow/tfjs';
-import { NlTransformOptimizer, type GradientTransform, type TransformSpec } from '../core';
+import { NlTransformOptimizer, type TransformSpec } from '../core';
 import { languageModelConfig, loadPreset } from '../cli/config';
 import { loadDataset, trainBatch, validationBatches, bitsPerByte } from '../cli/data';
 import { nlRuntime } from '../cli/run';
@@ -28,6 +28,7 @@ import { NestedTrainer } from '../plugins/scheduler/trainer';
 import { digitExamples } from './mnist-data';
 import { withSeededRandom } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
+import { toyRun } from '../plugins/optimizers/toy';
 
 export interface OptimizersConfig {
   /** Optimizer label -> base spec (learning rates get multiplied by the grid). */
@@ -178,47 +179,6 @@ export function hopeRun(spec: TransformSpec, cfg: NonNullable<OptimizersConfig['
     opt.dispose();
     lm.dispose();
   }
-}
-
-/** Figure 4 toy: psi along the run (every `every` steps) and steps to psi < 1e-4 (maxSteps + 1 never, -1 diverged). */
-export function toyRun(t: GradientTransform, cfg: OptimizersConfig['toy']): { steps: number; curve: Array<{ step: number; psi: number }> } {
-  const psi = (p: tf.Tensor): tf.Scalar =>
-    tf.tidy(() => {
-      const r = p.slice(0, 1);
-      const th = p.slice(1, 1);
-      return r.square().add(r.sub(th).add(r.mul(cfg.w).sin().mul(cfg.a)).square().mul(cfg.k)).sum() as tf.Scalar;
-    });
-  const grad = tf.grad(psi);
-  let p: tf.Tensor = tf.tensor1d([-3.5, 2]);
-  let s = t.init({ p });
-  const curve: Array<{ step: number; psi: number }> = [];
-  const v0 = psi(p);
-  curve.push({ step: 0, psi: v0.dataSync()[0] });
-  v0.dispose();
-  let steps = cfg.maxSteps + 1;
-  for (let i = 1; i <= cfg.maxSteps; i++) {
-    const g = grad(p);
-    const r = t.update({ p: g }, s, { p }, i);
-    const np = p.add(r.updates.p);
-    tf.dispose([g, p, s, r.updates]);
-    p = np;
-    s = r.state;
-    const v = psi(p);
-    const val = v.dataSync()[0]; // 2 scalars: the toy is sequential by nature
-    v.dispose();
-    if (!Number.isFinite(val) || val > 1e8) {
-      curve.push({ step: i, psi: Number.isFinite(val) ? val : 1e8 });
-      steps = -1;
-      break;
-    }
-    if (i % cfg.curveEvery === 0 || val < 1e-4) curve.push({ step: i, psi: val });
-    if (val < 1e-4) {
-      steps = i;
-      break;
-    }
-  }
-  tf.dispose([p, s]);
-  return { steps, curve };
 }
 
 /** Mean of consecutive windows of `every` values: [{step (last index + 1), value}]. */

@@ -9,51 +9,15 @@
  * ~1504, Eq. 49's raw key diverges). The paper's claim is not reproduced here; this test pins the
  * measured behaviour so a change in either optimizer shows up, and does not assert the claim.
  */
-import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import type { GradientTransform } from '../../core';
 import { assocMomentum } from './assoc-momentum';
 import { deltaMomentum } from './delta-momentum';
+import { toyRun } from './toy';
 
-const K = 10;
-const A = 0.5;
-const W = 3;
-
-function psi(p: tf.Tensor): tf.Scalar {
-  return tf.tidy(() => {
-    const r = p.slice(0, 1);
-    const th = p.slice(1, 1);
-    return r.square().add(r.sub(th).add(r.mul(W).sin().mul(A)).square().mul(K)).sum() as tf.Scalar;
-  });
-}
-
-/** Steps until psi < 1e-4 (maxSteps + 1 if never; -1 if it diverges). */
+/** Steps until psi < 1e-4 (maxSteps + 1 if never; -1 if it diverges), k = 10, a = 0.5, w = 3. */
 function stepsToMinimum(t: GradientTransform, maxSteps = 2000): number {
-  const grad = tf.grad(psi);
-  let p: tf.Tensor = tf.tensor1d([-3.5, 2]);
-  let s = t.init({ p });
-  let result = maxSteps + 1;
-  for (let i = 1; i <= maxSteps; i++) {
-    const g = grad(p);
-    const r = t.update({ p: g }, s, { p }, i);
-    const np = p.add(r.updates.p);
-    tf.dispose([g, p, s, r.updates]);
-    p = np;
-    s = r.state;
-    const v = psi(p);
-    const val = v.dataSync()[0]; // test-only read-back
-    v.dispose();
-    if (!Number.isFinite(val) || val > 1e8) {
-      result = -1;
-      break;
-    }
-    if (val < 1e-4) {
-      result = i;
-      break;
-    }
-  }
-  tf.dispose([p, s]);
-  return result;
+  return toyRun(t, { k: 10, a: 0.5, w: 3, maxSteps, curveEvery: maxSteps }).steps;
 }
 
 describe('optimizers: Figure 4 toy (k = 10, a = 0.5, w = 3, lr 0.01, alpha 0.9)', () => {
