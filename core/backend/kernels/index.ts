@@ -6,6 +6,7 @@
  *   BatchMatMul, _FusedMatMul  transposed / batched / broadcast products on the XNNPACK path
  *   Identity, Cast (same dtype) share the input buffer by reference count (built-in: a full copy; every
  *                              tape entry goes through Identity)
+ *   GatherV2                   block copies of contiguous runs (built-in: ~35 ns per element)
  *   Prelu                      alpha broadcast along non-trailing axes (built-in assumes trailing)
  *   UnsortedSegmentSum         missing kernel (tf.gather and Embedding gradients)
  *   Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter, DepthwiseConv2dNativeBackpropInput
@@ -28,6 +29,7 @@ import {
   depthwiseConv2dNativeBackpropInputWasm,
 } from './conv-grads';
 import { makeSharedCast, makeSharedIdentity } from './share';
+import { makeBlockGather } from './gather';
 import { asWasmBackend } from './wasm-internals';
 
 const REPLACED: unique symbol = Symbol.for('nested-learning/project-kernel/replaced');
@@ -69,6 +71,11 @@ const WASM_KERNELS: readonly KernelSpec[] = [
     kernelName: 'Cast',
     build: (original) =>
       original == null ? null : { kernelName: 'Cast', backendName: 'wasm', kernelFunc: makeSharedCast(original.kernelFunc), setupFunc: original.setupFunc },
+  },
+  {
+    kernelName: 'GatherV2',
+    build: (original) =>
+      original == null ? null : { kernelName: 'GatherV2', backendName: 'wasm', kernelFunc: makeBlockGather(original.kernelFunc), setupFunc: original.setupFunc },
   },
   {
     kernelName: 'Prelu',

@@ -16,6 +16,7 @@ const ALL_KERNELS = [
   '_FusedMatMul',
   'Identity',
   'Cast',
+  'GatherV2',
   'Prelu',
   'UnsortedSegmentSum',
   'Conv2DBackpropFilter',
@@ -108,7 +109,7 @@ describe('project kernels (wasm vs cpu)', function () {
       expect(unregisterProjectKernels()).to.deep.equal(first);
       expect(tf.getKernel('BatchMatMul', 'wasm')).to.equal(builtIn);
       // kernels wasm lacks are removed again; replaced ones are back to the built-in config
-      for (const added of ALL_KERNELS.filter((k) => !['BatchMatMul', '_FusedMatMul', 'Identity', 'Cast', 'Prelu'].includes(k))) {
+      for (const added of ALL_KERNELS.filter((k) => !['BatchMatMul', '_FusedMatMul', 'Identity', 'Cast', 'GatherV2', 'Prelu'].includes(k))) {
         expect(tf.getKernel(added, 'wasm'), added).to.equal(undefined);
       }
       expect(unregisterProjectKernels()).to.deep.equal([]);
@@ -415,6 +416,45 @@ describe('project kernels (wasm vs cpu)', function () {
       expect(dataIds()).to.equal(ids); // no backend buffer left behind either
       tf.dispose([a, b]);
     });
+  });
+
+  describe('GatherV2 (block copies)', () => {
+    const cases: Array<{ name: string; shape: number[]; indices: number[]; idxShape?: number[]; axis: number }> = [
+      { name: 'one chunk on axis 1 of [4,5,8,3]', shape: [4, 5, 8, 3], indices: [2], axis: 1 },
+      { name: 'repeated / unordered rows, axis 0 (embedding lookup)', shape: [10, 16], indices: [3, 3, 0, 9, 1], axis: 0 },
+      { name: '2-D indices, negative axis', shape: [3, 6, 4, 4], indices: [5, 0, 2, 2], idxShape: [2, 2], axis: -3 },
+      { name: 'last axis (inner 1: built-in path)', shape: [4, 7], indices: [6, 1], axis: 1 },
+    ];
+    for (const c of cases) {
+      it(`${c.name}: equals cpu`, async () => {
+        const x = values(tf.util.sizeFromShape(c.shape), 31);
+        const run = (): Float32Array =>
+          tf.tidy(() => tf.gather(tf.tensor(x, c.shape), tf.tensor(c.indices, c.idxShape ?? [c.indices.length], 'int32'), c.axis).dataSync() as Float32Array).slice();
+        const got = run();
+        const want = await withBackend('cpu', run);
+        assertClose(got, want, { rtol: 0, atol: 0, name: c.name });
+      });
+    }
+
+    it('int32 and bool tensors, gradients (embedding-style) equal cpu, no leaks', async () => {
+      const xi = tf.tensor2d(Array.from({ length: 40 }, (_, i) => i * 3 - 7), [4, 10], 'int32');
+      expect(Array.from(tf.gather(xi, [2, 0], 0).dataSync())).to.deep.equal([...Array.from({ length: 10 }, (_, i) => (20 + i) * 3 - 7), ...Array.from({ length: 10 }, (_, i) => i * 3 - 7)]);
+      const xb = tf.tensor2d(Array.from({ length: 24 }, (_, i) => i % 3 === 0), [3, 8], 'bool');
+      expect(Array.from(tf.gather(xb, [1], 0).dataSync())).to.deep.equal(Array.from({ length: 8 }, (_, i) => ((8 + i) % 3 === 0 ? 1 : 0)));
+      tf.dispose([xi, xb]);
+      const table = values(12 * 16, 7);
+      const grad = (): Float32Array =>
+        tf.tidy(() => {
+          const w = tf.tensor2d(table, [12, 16]);
+          const ids = tf.tensor1d([3, 11, 3, 0], 'int32');
+          return tf.grad((v: tf.Tensor) => tf.gather(v, ids, 0).square().sum() as tf.Scalar)(w).dataSync() as Float32Array;
+        }).slice();
+      assertClose(grad(), await withBackend('cpu', grad), TOL);
+      const big = tf.randomNormal([4, 6, 32]);
+      await expectNoLeakedTensors(() => tf.dispose(tf.gather(big, [5, 1], 1)), { iterations: 5 });
+      big.dispose();
+    });
+
   });
 
   describe('Prelu', () => {
