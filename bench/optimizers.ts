@@ -5,7 +5,7 @@
  * gradients: ms per optimizer step (applyGradients, blocked on by reading one value back), the ratio to
  * AdamW, and optimizer-state bytes / model bytes. Cases are named '<model>/<optimizer>'.
  * Options: --repeats=N (default 5), --backend=wasm|cpu (default NL_BACKEND or wasm),
- * --models=mlp,hope-tiny (default both).
+ * --models=mlp,hope-tiny,hope-small (default mlp,hope-tiny; any preset name works: its LM's trainable shapes).
  */
 import * as tf from '@tensorflow/tfjs';
 import { NlTransformOptimizer, type TransformSpec } from '../core';
@@ -29,9 +29,9 @@ const SPECS: Record<string, TransformSpec> = {
 
 const MLP_SHAPES: number[][] = [[784, 1024], [1024], [1024, 256], [256], [256, 10], [10]];
 
-/** Shapes of the trainable variables of the hope-tiny preset's language model. */
-function hopeTinyShapes(): number[][] {
-  const lm = new LanguageModel(languageModelConfig(loadPreset('hope-tiny')));
+/** Shapes of the trainable variables of a preset's language model (e.g. hope-tiny, hope-small). */
+function presetShapes(preset: string): number[][] {
+  const lm = new LanguageModel(languageModelConfig(loadPreset(preset)));
   const shapes = lm.nested.trainableVariables().map((v) => [...v.shape]);
   lm.dispose();
   return shapes;
@@ -46,8 +46,7 @@ export async function run(args: string[]): Promise<void> {
   const models = (args.find((a) => a.startsWith('--models='))?.split('=')[1] ?? 'mlp,hope-tiny').split(',');
   for (const model of models) {
     if (model === 'mlp') await benchShapes('mlp', MLP_SHAPES, repeats);
-    else if (model === 'hope-tiny') await benchShapes('hope-tiny', hopeTinyShapes(), repeats);
-    else throw new Error(`--models: unknown model '${model}' (allowed: mlp, hope-tiny)`);
+    else await benchShapes(model, presetShapes(model), repeats); // a preset name; loadPreset names the known ones on error
   }
 }
 
