@@ -11,3 +11,4 @@ export * from './tokens';
 export * from './ops';
 export * from './transforms';
 export * from './stateful';
+export * from './profiling';
