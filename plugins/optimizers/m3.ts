@@ -3,8 +3,10 @@
  *   M1 <- M1 + b1 g                      fast momentum
  *   V  <- V + b2 g^2                     second moment
  *   S  <- S + g                          sum of the gradients since the last refresh
- *   every f steps (t % f == 0):  M2 <- M2 + b3 S;  S <- 0     slow momentum
- *   W  <- W - eta (NS(M1) + a NS(M2)) / (sqrt(V) + eps)
+ *   W  <- W - eta (NS(M1) + a O2) / (sqrt(V) + eps)     O2 = NS(M2) of the PREVIOUS refresh (0 for t = 1..f)
+ *   at the end of every block (t % f == 0):  M2 <- M2 + b3 S;  O2 <- NS(M2);  S <- 0   (serves from t + 1)
+ * (Algorithm 1 computes O2 at the start of outer iteration k from the gradients of block k - 1, then
+ * runs that block's f inner steps with it.)
  * (Decision, notes section 2: Algorithm 1 as printed is canonical; Eq. 75 disagrees in sign.)
  * momentum 'ema' replaces the accumulators by EMAs: M1 <- b1 M1 + (1-b1) g, V <- b2 V + (1-b2) g^2
  * (bias-corrected: V / (1 - b2^t)), M2 <- b3 M2 + (1-b3) S.
@@ -16,10 +18,19 @@
 import * as tf from '@tensorflow/tfjs';
 import { type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
 import { checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
-import { adamSlotStep, asMatrix, need, newtonSchulz, readAdam } from './util';
+import { adamSlotStep, asMatrix, need, newtonSchulzMany, readAdam } from './util';
 
 export type M3Momentum = 'accumulate' | 'ema';
 export const M3_MOMENTA: readonly M3Momentum[] = ['accumulate', 'ema'];
+/**
+ * Where the second moment enters. 'afterNs' (Algorithm 1): (NS(M1) + a O2) / (sqrt(V) + eps). NS output is
+ * scale-free (entries ~ 1/sqrt(dim)), so this step scales like 1/|g| element-wise: entries with tiny gradients
+ * get huge steps (hope-tiny, lr 1e-3: step 1 moves a gate kernel by RMS 172 against weights of RMS 0.18, both
+ * momentum modes; README). 'beforeNs' (not in the paper): NS(M1 / (sqrt(V) + eps)) + a NS(M2 / (sqrt(V) + eps)),
+ * a scale-free step like Muon's.
+ */
+export type M3Precondition = 'afterNs' | 'beforeNs';
+export const M3_PRECONDITIONS: readonly M3Precondition[] = ['afterNs', 'beforeNs'];
 
 export interface M3Config {
   /** eta >= 0. */
@@ -36,6 +47,8 @@ export interface M3Config {
   frequency?: number;
   /** Default 'accumulate' (Algorithm 1 as printed). */
   momentum?: M3Momentum;
+  /** Default 'afterNs' (Algorithm 1 as printed); 'beforeNs' divides by sqrt(V) before Newton-Schulz (see M3Precondition). */
+  precondition?: M3Precondition;
   /** Default 1e-8. */
   epsilon?: number;
   /** Default 5. */
@@ -49,7 +62,7 @@ export interface M3Config {
 }
 
 const M3_OPTIONS = [
-  'learningRate', 'beta1', 'beta2', 'beta3', 'alpha', 'frequency', 'momentum', 'epsilon', 'nsSteps', 'weightDecay',
+  'learningRate', 'beta1', 'beta2', 'beta3', 'alpha', 'frequency', 'momentum', 'precondition', 'epsilon', 'nsSteps', 'weightDecay',
   'adamLearningRate', 'adamBeta1', 'adamBeta2', 'adamEpsilon',
 ] as const;
 
@@ -62,6 +75,7 @@ export function m3(config: M3Config, path = 'm3'): GradientTransform {
   const alpha = numberField(c, 'alpha', path, { min: 0, default: 1 });
   const f = numberField(c, 'frequency', path, { integer: true, min: 1, default: 10 });
   const mode = oneOfField(c, 'momentum', path, M3_MOMENTA, 'accumulate');
+  const pre = oneOfField(c, 'precondition', path, M3_PRECONDITIONS, 'afterNs');
   const eps = numberField(c, 'epsilon', path, { above: 0, default: 1e-8 });
   const nsSteps = numberField(c, 'nsSteps', path, { integer: true, min: 1, default: 5 });
   const wd = numberField(c, 'weightDecay', path, { min: 0, default: 0 });
@@ -71,7 +85,7 @@ export function m3(config: M3Config, path = 'm3'): GradientTransform {
   return {
     name: 'm3',
     config: {
-      learningRate: lr, beta1: b1, beta2: b2, beta3: b3, alpha, frequency: f, momentum: mode, epsilon: eps, nsSteps, weightDecay: wd,
+      learningRate: lr, beta1: b1, beta2: b2, beta3: b3, alpha, frequency: f, momentum: mode, precondition: pre, epsilon: eps, nsSteps, weightDecay: wd,
       adamLearningRate: adam.learningRate, adamBeta1: adam.beta1, adamBeta2: adam.beta2, adamEpsilon: adam.epsilon,
     },
     init: (params) =>
@@ -87,6 +101,11 @@ export function m3(config: M3Config, path = 'm3'): GradientTransform {
       tidyResult(() => {
         const updates: NamedTensors = {};
         const next: NamedTensors = {};
+        // Algorithm 1: the step at t uses the O2 of the previous refresh (0 for t = 1..f); the refresh
+        // at the end of a block (t % f == 0) folds that block's gradients, g_t included, into M2 and
+        // serves from step t + 1 on.
+        const refresh = step % f === 0;
+        const mats: Array<{ n: string; m1: tf.Tensor; m2: tf.Tensor; v: tf.Tensor; o2: tf.Tensor }> = [];
         for (const [n, g] of Object.entries(grads)) {
           if (g.rank < 2) {
             adamSlotStep(n, g, state, params, step, adam, who, 'adam/', updates, next);
@@ -97,28 +116,37 @@ export function m3(config: M3Config, path = 'm3'): GradientTransform {
           const vOld = need(state, k('v'), who);
           const m1 = ema ? tf.add(tf.mul(m1Old, b1), tf.mul(g, 1 - b1)) : tf.add(m1Old, tf.mul(g, b1)); // [...P]
           const v = ema ? tf.add(tf.mul(vOld, b2), tf.mul(tf.square(g), 1 - b2)) : tf.add(vOld, tf.mul(tf.square(g), b2));
-          const sum = tf.add(need(state, k('s'), who), g); // gradients since the last refresh
-          let m2 = need(state, k('m2'), who);
-          let o2 = need(state, k('o2'), who); // NS(M2), cached: M2 only changes every f steps
-          if (step % f === 0) {
-            m2 = ema ? tf.add(tf.mul(m2, b3), tf.mul(sum, 1 - b3)) : tf.add(m2, tf.mul(sum, b3));
-            o2 = tf.reshape(newtonSchulz(asMatrix(m2, 'row'), nsSteps), g.shape);
+          const sum = tf.add(need(state, k('s'), who), g); // gradients of the current block (since the last refresh)
+          const m2Old = need(state, k('m2'), who);
+          const o2 = need(state, k('o2'), who); // NS(M2) of the previous refresh, cached: M2 only changes every f steps
+          let m2: tf.Tensor;
+          if (refresh) {
+            m2 = ema ? tf.add(tf.mul(m2Old, b3), tf.mul(sum, 1 - b3)) : tf.add(m2Old, tf.mul(sum, b3));
             next[k('s')] = tf.zerosLike(sum);
           } else {
-            m2 = m2.clone();
-            o2 = o2.clone();
+            m2 = m2Old.clone();
+            next[k('o2')] = o2.clone();
             next[k('s')] = sum;
           }
-          next[k('o2')] = o2;
           next[k('m1')] = m1;
           next[k('m2')] = m2;
           next[k('v')] = v;
-          const o1 = tf.reshape(newtonSchulz(asMatrix(m1, 'row'), nsSteps), g.shape);
-          const vRead = ema ? tf.div(v, 1 - Math.pow(b2, step)) : v;
-          let dir = tf.div(tf.add(o1, tf.mul(o2, alpha)), tf.add(tf.sqrt(vRead), eps));
-          if (wd > 0) dir = tf.add(dir, tf.mul(params[n], wd));
-          updates[n] = tf.mul(dir, -lr);
+          mats.push({ n, m1, m2, v, o2 });
         }
+        // Newton-Schulz of every matrix at once, same-shaped ones batched (util.ts newtonSchulzMany).
+        const before = pre === 'beforeNs';
+        const denoms = mats.map((e) => tf.add(tf.sqrt(ema ? tf.div(e.v, 1 - Math.pow(b2, step)) : e.v), eps)); // sqrt(V) + eps, [...P]
+        const nsIn = (x: tf.Tensor, i: number): tf.Tensor2D => asMatrix(before ? tf.div(x, denoms[i]) : x, 'row');
+        const o1s = newtonSchulzMany(mats.map((e, i) => nsIn(e.m1, i)), nsSteps);
+        const o2New = refresh ? newtonSchulzMany(mats.map((e, i) => nsIn(e.m2, i)), nsSteps) : null;
+        mats.forEach((e, i) => {
+          const o1 = tf.reshape(o1s[i], e.m1.shape);
+          const sum = tf.add(o1, tf.mul(e.o2, alpha)); // uses the O2 of the previous refresh
+          let dir = before ? sum : tf.div(sum, denoms[i]);
+          if (wd > 0) dir = tf.add(dir, tf.mul(params[e.n], wd));
+          updates[e.n] = tf.mul(dir, -lr);
+          if (o2New) next[stateKey(e.n, 'o2')] = tf.reshape(o2New[i], e.m1.shape);
+        });
         return { updates, state: next };
       }),
   };

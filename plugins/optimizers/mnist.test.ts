@@ -42,8 +42,8 @@ const MIN_ACCURACY: Record<string, number> = {
   dmgdDot: 0.86, // 0.902 / 0.902
   muon: 0.85, // 0.892 / 0.892
   dgd: 0.83, // 0.874 / 0.874
-  m3: 0.82, // 0.866 / 0.864
-  m3Ema: 0.85, // 0.894 / 0.894
+  m3: 0.81, // 0.852 wasm since the slow memory is used one step later (Algorithm 1); 0.866 / 0.864 before
+  m3Ema: 0.85, // 0.890 wasm (0.894 / 0.894 before the slow-memory fix)
 };
 
 describe('optimizers: MNIST MLP (2000 train / 500 test, 3 epochs)', () => {

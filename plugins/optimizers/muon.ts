@@ -12,7 +12,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
 import { booleanField, checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
-import { adamSlotStep, asMatrix, need, newtonSchulz, readAdam } from './util';
+import { adamSlotStep, asMatrix, need, newtonSchulz, newtonSchulzMany, readAdam } from './util';
 
 export type OrthoScale = 'rms' | 'spectral' | 'none';
 export const ORTHO_SCALES: readonly OrthoScale[] = ['rms', 'spectral', 'none'];
@@ -29,6 +29,12 @@ export function orthogonalizeLike(x: tf.Tensor, steps: number, scale: OrthoScale
   const x2 = asMatrix(x, 'row');
   const [r, c] = x2.shape;
   return tf.reshape(tf.mul(newtonSchulz(x2, steps), orthoScale(scale, r, c)), x.shape);
+}
+
+/** orthogonalizeLike of every tensor in `xs` (rank >= 2), same-shaped matrix views batched (newtonSchulzMany). */
+export function orthogonalizeMany(xs: tf.Tensor[], steps: number, scale: OrthoScale): tf.Tensor[] {
+  const mats = xs.map((x) => asMatrix(x, 'row'));
+  return newtonSchulzMany(mats, steps).map((o, i) => tf.reshape(tf.mul(o, orthoScale(scale, mats[i].shape[0], mats[i].shape[1])), xs[i].shape));
 }
 
 const FALLBACK_OPTIONS = ['adamLearningRate', 'adamBeta1', 'adamBeta2', 'adamEpsilon'] as const;
@@ -81,6 +87,7 @@ export function muon(config: MuonConfig, path = 'muon'): GradientTransform {
       tidyResult(() => {
         const updates: NamedTensors = {};
         const next: NamedTensors = {};
+        const reads: Array<{ n: string; read: tf.Tensor }> = [];
         for (const [n, g] of Object.entries(grads)) {
           if (g.rank < 2) {
             adamSlotStep(n, g, state, params, step, adam, who, 'adam/', updates, next);
@@ -89,11 +96,15 @@ export function muon(config: MuonConfig, path = 'muon'): GradientTransform {
           const key = stateKey(n, 'm');
           const m = tf.add(tf.mul(need(state, key, who), beta), g); // linear momentum memory, [...P]
           next[key] = m;
-          const read = nesterov ? tf.add(g, tf.mul(m, beta)) : m;
-          let dir = orthogonalizeLike(read, nsSteps, scale); // sigma(m(u)), Eq. 52
-          if (wd > 0) dir = tf.add(dir, tf.mul(params[n], wd));
-          updates[n] = tf.mul(dir, -lr);
+          reads.push({ n, read: nesterov ? tf.add(g, tf.mul(m, beta)) : m });
         }
+        // sigma(m(u)), Eq. 52: Newton-Schulz of all matrices at once, same-shaped ones batched.
+        const dirs = orthogonalizeMany(reads.map((e) => e.read), nsSteps, scale);
+        reads.forEach((e, i) => {
+          let dir = dirs[i];
+          if (wd > 0) dir = tf.add(dir, tf.mul(params[e.n], wd));
+          updates[e.n] = tf.mul(dir, -lr);
+        });
         return { updates, state: next };
       }),
   };
@@ -118,7 +129,10 @@ export function orthogonalize(config: OrthogonalizeConfig = {}, path = 'orthogon
     update: (grads) =>
       tidyResult(() => {
         const updates: NamedTensors = {};
-        for (const [n, g] of Object.entries(grads)) updates[n] = g.rank >= 2 ? orthogonalizeLike(g, nsSteps, scale) : g.clone();
+        const mats = Object.entries(grads).filter(([, g]) => g.rank >= 2);
+        const dirs = orthogonalizeMany(mats.map(([, g]) => g), nsSteps, scale);
+        mats.forEach(([n], i) => (updates[n] = dirs[i]));
+        for (const [n, g] of Object.entries(grads)) if (g.rank < 2) updates[n] = g.clone();
         return { updates, state: {} };
       }),
   };

@@ -203,22 +203,24 @@ describe('optimizers: hand-computed steps', () => {
     tf.dispose([w, wRef]);
   });
 
-  it('m3 (Algorithm 1): accumulator steps with a slow-momentum refresh at t = f = 2, and the EMA option', () => {
+  it('m3 (Algorithm 1): accumulator steps with a slow-momentum refresh at the end of t = f = 2, and the EMA option', () => {
     // b1 0.9, b2 0.999, b3 0.9, alpha 1, lr 0.1, f = 2. Diagonal gradients keep every NS diagonal.
     // t=1, g = diag(3, 1): M1 = diag(2.7, 0.9) (same direction as g: NS -> nsScalar(3/sqrt10), nsScalar(1/sqrt10)),
-    //   V = 0.999 diag(9, 1), M2 = 0 (NS(0) = 0) -> u = -0.1 NS(M1) / sqrt(V).
-    // t=2, g = I: M1 = diag(3.6, 1.8), V = diag(9.99, 1.998), S = diag(4, 2) -> M2 = 0.9 S = diag(3.6, 1.8);
-    //   NS(M1) = NS(M2) (same direction) -> u = -0.1 * 2 NS(M1) / sqrt(V).
+    //   V = 0.999 diag(9, 1), O2 = 0 -> u = -0.1 NS(M1) / sqrt(V).
+    // t=2, g = I: M1 = diag(3.6, 1.8), V = diag(9.99, 1.998); the step still uses O2 = 0 (Algorithm 1: O2 of the
+    //   previous block) -> u = -0.1 NS(M1) / sqrt(V); then S = diag(4, 2) -> M2 = 0.9 S = diag(3.6, 1.8), serving t = 3.
+    // (m3.test.ts checks 2f + 1 steps against a float64 computation.)
     const t = m3({ learningRate: 0.1, frequency: 2 });
     const r = runSteps(t, { w: [[0, 0], [0, 0]], b: [0] }, [{ w: [[3, 0], [0, 1]], b: [2] }, { w: [[1, 0], [0, 1]], b: [-1] }]);
     const n1 = Math.sqrt(10);
     const n2 = Math.sqrt(3.6 ** 2 + 1.8 ** 2);
     const u1 = [-0.1 * nsScalar(3 / n1) / Math.sqrt(0.999 * 9), -0.1 * nsScalar(1 / n1) / Math.sqrt(0.999)];
-    const u2 = [-0.2 * nsScalar(3.6 / n2) / Math.sqrt(9.99), -0.2 * nsScalar(1.8 / n2) / Math.sqrt(1.998)];
+    const u2 = [-0.1 * nsScalar(3.6 / n2) / Math.sqrt(9.99), -0.1 * nsScalar(1.8 / n2) / Math.sqrt(1.998)];
     assertClose(r.updates[0].w, [[u1[0], 0], [0, u1[1]]], { rtol: 1e-4, atol: 1e-6 });
     assertClose(r.updates[1].w, [[u2[0], 0], [0, u2[1]]], { rtol: 1e-4, atol: 1e-6 });
     assertClose(r.state['w::s'], [[0, 0], [0, 0]]); // cleared at the refresh
     assertClose(r.state['w::m2'], [[3.6, 0], [0, 1.8]], { rtol: 1e-5 });
+    assertClose(r.state['w::o2'], [[nsScalar(3.6 / n2), 0], [0, nsScalar(1.8 / n2)]], { rtol: 1e-4, atol: 1e-6 }); // for t = 3
     assertClose(r.updates[1].b, [-0.0266337], { rtol: 1e-4 }); // AdamW fallback for 1-D
     tf.dispose(r.state);
     // EMA, t=1: M1 = 0.1 g (same direction), V^ = g^2 -> u = -0.1 NS(g) / |g|.
