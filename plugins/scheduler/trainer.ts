@@ -116,6 +116,9 @@ export interface RunOptions {
   newContext?: boolean;
   /** Return the outputs [B, T, ...] and per-token losses [B, T] of the piece (caller disposes). */
   collect?: boolean;
+  /** train() only: accumulate the outer gradients but do not step the optimizer (data-parallel replicas
+   * reduce them with pendingOuterGradients and step with stepWithOuterGradients). Default false. */
+  deferOuterStep?: boolean;
 }
 
 export interface RunResult {
@@ -253,7 +256,7 @@ export class NestedTrainer {
    */
   train(inputs: tf.Tensor, targets: tf.Tensor, opts: RunOptions = {}): RunResult {
     if (!this.options.optimizer) fail('NestedTrainer.options.optimizer', 'is required by train()');
-    return this.run(inputs, targets, 'train', opts.newContext ?? true, opts.collect ?? false);
+    return this.run(inputs, targets, 'train', opts.newContext ?? true, opts.collect ?? false, opts.deferOuterStep ?? false);
   }
 
   /**
@@ -363,6 +366,33 @@ export class NestedTrainer {
     }
   }
 
+  /**
+   * Data parallelism (plugins/scheduler/parallel): the outer gradients pending since the last outer step
+   * (sums over the pieces, each the gradient of that piece's mean per-token loss), by position key
+   * 's<stage>/w<index>' in accumulation order, and the piece count. Live tensors: do not dispose.
+   */
+  pendingOuterGradients(): { pieces: number; grads: Array<{ key: string; tensor: tf.Tensor }> } {
+    const posOf = this.positionKeys();
+    return { pieces: this.pendingPieces, grads: [...this.pendingOuter].map(([name, tensor]) => ({ key: posOf.get(name)!, tensor })) };
+  }
+
+  /**
+   * Replaces the pending outer gradients by `grads` (position keys as pendingOuterGradients; copied), as
+   * sums over `pieces` pieces, and steps the outer optimizer as train() does (mean over pieces, clip,
+   * apply). Replicas stepped with the same reduced gradients stay identical.
+   */
+  stepWithOuterGradients(pieces: number, grads: ReadonlyArray<{ key: string; tensor: tf.Tensor }>): void {
+    const where = 'NestedTrainer.stepWithOuterGradients';
+    if (!this.options.optimizer) fail('NestedTrainer.options.optimizer', 'is required by stepWithOuterGradients()');
+    if (!Number.isInteger(pieces) || pieces < 1) fail(`${where}: pieces`, `must be an integer >= 1, got ${JSON.stringify(pieces)}`);
+    const nameOf = new Map([...this.positionKeys()].map(([name, pos]) => [pos, name]));
+    for (const g of grads) if (!nameOf.has(g.key)) fail(`${where}: grads`, `unknown position key '${g.key}'`);
+    tf.dispose([...this.pendingOuter.values()]);
+    this.pendingOuter = new Map(grads.map((g) => [nameOf.get(g.key)!, g.tensor.clone()]));
+    this.pendingPieces = pieces;
+    this.stepOuter();
+  }
+
   /** tf.Variable name -> 's<stage>/w<index>'. */
   private positionKeys(): Map<string, string> {
     const m = new Map<string, string>();
@@ -434,7 +464,7 @@ export class NestedTrainer {
     }
   }
 
-  private run(inputs: tf.Tensor, targets: tf.Tensor, kind: 'train' | 'memorize', newContext: boolean, collect: boolean): RunResult {
+  private run(inputs: tf.Tensor, targets: tf.Tensor, kind: 'train' | 'memorize', newContext: boolean, collect: boolean, deferOuterStep = false): RunResult {
     const where = `NestedTrainer.${kind}`;
     if (!(inputs instanceof tf.Tensor) || inputs.rank < 2) fail(`${where}: inputs`, 'must be a tensor [B, T, ...]');
     if (!(targets instanceof tf.Tensor) || targets.shape[0] !== inputs.shape[0] || targets.shape[1] !== inputs.shape[1]) {
@@ -547,7 +577,7 @@ export class NestedTrainer {
     let outerStep = false;
     if (train) {
       this.pendingPieces++;
-      if (this.pendingPieces >= this.options.accumulationSteps) {
+      if (this.pendingPieces >= this.options.accumulationSteps && !deferOuterStep) {
         this.stepOuter();
         outerStep = true;
       }
