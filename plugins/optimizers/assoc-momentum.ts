@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
 import { checkOptions, numberField } from '../../core/transforms/validate';
-import { need, PRECONDITIONER_OPTIONS, type PreconditionerKind, preconditionerApply, preconditionerInit, readPreconditioner } from './util';
+import { need, PRECONDITIONER_OPTIONS, type PreconditionerKind, type PreconditionerSide, preconditionerApply, preconditionerConfig, preconditionerInit, readPreconditioner } from './util';
 
 export interface AssocMomentumConfig {
   /** eta >= 0. */
@@ -27,6 +27,10 @@ export interface AssocMomentumConfig {
   pLearningRate?: number;
   /** 'learned' only: upper bound on P. Default 1e4. */
   pMax?: number;
+  /** 'matrix' / 'learnedMatrix': P g with P [out, out] ('out', default) or g P with P [in, in] ('in'), paper layout. */
+  pSide?: PreconditionerSide;
+  /** 'matrix': the fixed P (required); 'learnedMatrix': its start (default I). Paper layout, [d, d]. */
+  pMatrix?: number[][];
 }
 
 export function assocMomentum(config: AssocMomentumConfig, path = 'assocMomentum'): GradientTransform {
@@ -37,13 +41,13 @@ export function assocMomentum(config: AssocMomentumConfig, path = 'assocMomentum
   const who = 'assocMomentum';
   return {
     name: 'assocMomentum',
-    config: { learningRate: lr, alpha, preconditioner: pc.kind, beta2: pc.beta2, epsilon: pc.epsilon, pLearningRate: pc.pLearningRate, pMax: pc.pMax },
+    config: { learningRate: lr, alpha, ...preconditionerConfig(pc) },
     init: (params) =>
       tidyState(() => {
         const s: NamedTensors = {};
         for (const [n, p] of Object.entries(params)) {
           s[stateKey(n, 'm')] = tf.zerosLike(p); // [...P]
-          preconditionerInit(n, p, pc, s);
+          preconditionerInit(n, p, pc, s, 'P', path);
         }
         return s;
       }),

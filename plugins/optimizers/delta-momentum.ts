@@ -17,7 +17,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
 import { checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
-import { asMatrix, need, PRECONDITIONER_OPTIONS, type PreconditionerKind, preconditionerApply, preconditionerInit, readPreconditioner } from './util';
+import { asMatrix, need, PRECONDITIONER_OPTIONS, type PreconditionerKind, type PreconditionerSide, preconditionerApply, preconditionerConfig, preconditionerInit, readPreconditioner } from './util';
 
 export type DeltaKeyNorm = 'frobenius' | 'none';
 export const DELTA_KEY_NORMS: readonly DeltaKeyNorm[] = ['frobenius', 'none'];
@@ -31,8 +31,12 @@ export interface DeltaMomentumConfig {
   beta?: number;
   /** Key normalisation of the erase term. Default 'frobenius'. */
   keyNorm?: DeltaKeyNorm;
-  /** P of Eq. 49 (same options as assocMomentum). Default 'none'. */
+  /** P of Eq. 49 (same options as assocMomentum; 'matrix' / 'learnedMatrix' are Eq. 49's matrix product P g). Default 'none'. */
   preconditioner?: PreconditionerKind;
+  /** 'matrix' / 'learnedMatrix': P g with P [out, out] ('out', default) or g P with P [in, in] ('in'), paper layout. */
+  pSide?: PreconditionerSide;
+  /** 'matrix': the fixed P (required); 'learnedMatrix': its start (default I). Paper layout, [d, d]. */
+  pMatrix?: number[][];
   beta2?: number;
   epsilon?: number;
   pLearningRate?: number;
@@ -57,13 +61,13 @@ export function deltaMomentum(config: DeltaMomentumConfig, path = 'deltaMomentum
   const who = 'deltaMomentum';
   return {
     name: 'deltaMomentum',
-    config: { learningRate: lr, alpha, beta, keyNorm, preconditioner: pc.kind, beta2: pc.beta2, epsilon: pc.epsilon, pLearningRate: pc.pLearningRate, pMax: pc.pMax },
+    config: { learningRate: lr, alpha, beta, keyNorm, ...preconditionerConfig(pc) },
     init: (params) =>
       tidyState(() => {
         const s: NamedTensors = {};
         for (const [n, p] of Object.entries(params)) {
           s[stateKey(n, 'm')] = tf.zerosLike(p); // [...P]
-          preconditionerInit(n, p, pc, s);
+          preconditionerInit(n, p, pc, s, 'P', path);
         }
         return s;
       }),

@@ -26,7 +26,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { getInnerLoss, type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
 import { checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
-import { need, type PreconditionerKind, preconditionerApply, preconditionerInit, readPreconditioner, PRECONDITIONER_OPTIONS } from './util';
+import { need, type PreconditionerKind, preconditionerApply, preconditionerConfig, preconditionerInit, readPreconditioner, PRECONDITIONER_OPTIONS } from './util';
 
 export type DmgdInnerLoss = 'dot' | 'l2';
 export const DMGD_INNER_LOSSES: readonly DmgdInnerLoss[] = ['dot', 'l2'];
@@ -103,13 +103,13 @@ export function dmgd(config: DmgdConfig = {}, path = 'dmgd'): GradientTransform 
     name: 'dmgd',
     config: {
       learningRate: lr, memoryLearningRate: etaM, memoryDecay: decay, hidden, activation, innerLoss: lossName, seed,
-      preconditioner: pc.kind, beta2: pc.beta2, epsilon: pc.epsilon, pLearningRate: pc.pLearningRate, pMax: pc.pMax,
+      ...preconditionerConfig(pc),
     },
     init: (params) =>
       tidyState(() => {
         const s: NamedTensors = {};
         for (const [n, p] of Object.entries(params)) {
-          if (lossName === 'l2') preconditionerInit(n, p, pc, s);
+          if (lossName === 'l2') preconditionerInit(n, p, pc, s, 'P', path);
           const b = dmgdWidth(p.shape);
           const k = dmgdKeys(b);
           if (s[k.w1]) continue;

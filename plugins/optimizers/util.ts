@@ -8,7 +8,7 @@
  * paper's right-multiplication W (I - x x^T) therefore becomes a LEFT-multiplication (I - x x^T) W here.
  */
 import * as tf from '@tensorflow/tfjs';
-import { type NamedTensors, stateKey } from '../../core';
+import { type JsonValue, type NamedTensors, stateKey } from '../../core';
 import { splitAxis0 } from '../../core/ops/tensor-util';
 import { fail, numberField, oneOfField } from '../../core/transforms/validate';
 
@@ -174,8 +174,16 @@ export function adamSlotStep(
 // ---------------------------------------------------------------------------------------------
 // Preconditioners (Eq. 47's P; Eqs. 38-41 for the learned one)
 
-export type PreconditionerKind = 'none' | 'diagonal' | 'learned';
-export const PRECONDITIONER_KINDS: readonly PreconditionerKind[] = ['none', 'diagonal', 'learned'];
+export type PreconditionerKind = 'none' | 'diagonal' | 'learned' | 'matrix' | 'learnedMatrix';
+export const PRECONDITIONER_KINDS: readonly PreconditionerKind[] = ['none', 'diagonal', 'learned', 'matrix', 'learnedMatrix'];
+
+/**
+ * Which side a matrix P acts on, in the paper's layout (g in R^{out x in}): 'out' = P g with P [out, out]
+ * (Eq. 49 as printed), 'in' = g P with P [in, in]. In the tfjs layout (G = g^T, [in, out] viewed as
+ * [r, c]) these are G P^T (P [c, c]) and P^T G (P [r, r]). A rank-1 parameter is the vector g itself: P g.
+ */
+export type PreconditionerSide = 'out' | 'in';
+export const PRECONDITIONER_SIDES: readonly PreconditionerSide[] = ['out', 'in'];
 
 export interface PreconditionerParams {
   kind: PreconditionerKind;
@@ -183,38 +191,98 @@ export interface PreconditionerParams {
   beta2: number;
   /** 'diagonal': added to sqrt(v^). */
   epsilon: number;
-  /** 'learned': step size of GD on the preconditioner's own objective. */
+  /** 'learned' / 'learnedMatrix': step size of GD on the preconditioner's own objective (0 = P stays at its start). */
   pLearningRate: number;
   /** 'learned': upper bound on P (keeps P finite where gradients stay zero). */
   pMax: number;
+  /** 'matrix' / 'learnedMatrix': the side P acts on. */
+  pSide: PreconditionerSide;
+  /** 'matrix': the fixed P ([d, d], row-major, paper layout); 'learnedMatrix': its start (null = I). */
+  pMatrix: number[][] | null;
 }
 
-export const PRECONDITIONER_OPTIONS = ['preconditioner', 'beta2', 'epsilon', 'pLearningRate', 'pMax'] as const;
+export const PRECONDITIONER_OPTIONS = ['preconditioner', 'beta2', 'epsilon', 'pLearningRate', 'pMax', 'pSide', 'pMatrix'] as const;
+
+function readMatrix(raw: unknown, path: string): number[][] | null {
+  if (raw === undefined || raw === null) return null;
+  const ok = Array.isArray(raw) && raw.length > 0 && raw.every((row) => Array.isArray(row) && row.length === raw.length && row.every((v) => typeof v === 'number' && Number.isFinite(v)));
+  if (!ok) fail(path, `must be a square matrix of finite numbers (an array of d rows of d numbers), got ${JSON.stringify(raw).slice(0, 80)}`);
+  return (raw as number[][]).map((row) => [...row]);
+}
 
 export function readPreconditioner(c: Record<string, unknown>, path: string): PreconditionerParams {
+  const kind = oneOfField(c, 'preconditioner', path, PRECONDITIONER_KINDS, 'none');
+  const pMatrix = readMatrix(c.pMatrix, `${path}.pMatrix`);
+  if (kind === 'matrix' && pMatrix === null) fail(`${path}.pMatrix`, "is required with preconditioner 'matrix' (the fixed P, [d, d])");
+  if (pMatrix !== null && kind !== 'matrix' && kind !== 'learnedMatrix') fail(`${path}.pMatrix`, `is only used with preconditioner 'matrix' or 'learnedMatrix', got '${kind}'`);
   return {
-    kind: oneOfField(c, 'preconditioner', path, PRECONDITIONER_KINDS, 'none'),
+    kind,
     beta2: numberField(c, 'beta2', path, { min: 0, max: 1, default: 0.999 }),
     epsilon: numberField(c, 'epsilon', path, { above: 0, default: 1e-8 }),
-    pLearningRate: numberField(c, 'pLearningRate', path, { above: 0, default: 0.1 }),
+    pLearningRate: numberField(c, 'pLearningRate', path, { min: 0, default: 0.1 }),
     pMax: numberField(c, 'pMax', path, { above: 0, default: 1e4 }),
+    pSide: oneOfField(c, 'pSide', path, PRECONDITIONER_SIDES, 'out'),
+    pMatrix,
   };
 }
 
-/** The preconditioner's per-parameter state slots (fresh zeros). */
-export function preconditionerInit(name: string, p: tf.Tensor, pc: PreconditionerParams, into: NamedTensors, ns = 'P'): void {
-  if (pc.kind === 'diagonal') into[stateKey(name, `${ns}/v`)] = tf.zerosLike(p); // second moments, [...P]
-  if (pc.kind === 'learned') into[stateKey(name, `${ns}/logp`)] = tf.zerosLike(p); // log P, P = 1 at init, [...P]
+/** The JSON config fields of a preconditioner (for a transform's `config`). */
+export function preconditionerConfig(pc: PreconditionerParams): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = { preconditioner: pc.kind, beta2: pc.beta2, epsilon: pc.epsilon, pLearningRate: pc.pLearningRate, pMax: pc.pMax, pSide: pc.pSide };
+  if (pc.pMatrix) out.pMatrix = pc.pMatrix.map((r) => [...r]);
+  return out;
+}
+
+/** The size d of a matrix P for a parameter of this shape (see PreconditionerSide). */
+export function preconditionerMatrixSize(shape: readonly number[], side: PreconditionerSide): number {
+  if (shape.length <= 1) return shape.length === 0 ? 1 : shape[0];
+  const [r, c] = matrixShape(shape, 'column');
+  return side === 'out' ? c : r;
+}
+
+/** Shape check for a given P: a clear error naming the parameter. */
+function checkMatrixFits(name: string, shape: readonly number[], pc: PreconditionerParams, who: string): number {
+  const d = preconditionerMatrixSize(shape, pc.pSide);
+  if (pc.pMatrix && pc.pMatrix.length !== d) {
+    throw new Error(`${who}.pMatrix: is ${pc.pMatrix.length} x ${pc.pMatrix.length}, but parameter '${name}' of shape [${shape.join(', ')}] needs ${d} x ${d} (pSide '${pc.pSide}')`);
+  }
+  return d;
 }
 
 /**
- * Writes g into the preconditioner memory, then reads P g (element-wise). [...P] -> [...P].
+ * The parameter-layout view X of g and the products with P (paper: P g or g P). Vectors: X = [1, n]
+ * (row), P g = X P^T. Matrices [r, c]: 'out' -> X P^T, 'in' -> P^T X.
+ */
+function matrixPView(g: tf.Tensor, side: PreconditionerSide): { x: tf.Tensor2D; right: boolean } {
+  if (g.rank <= 1) return { x: tf.reshape(g, [1, g.size]) as tf.Tensor2D, right: true };
+  return { x: asMatrix(g, 'column'), right: side === 'out' };
+}
+
+/** The preconditioner's per-parameter state slots (fresh zeros; 'learnedMatrix': P at its start). */
+export function preconditionerInit(name: string, p: tf.Tensor, pc: PreconditionerParams, into: NamedTensors, ns = 'P', who = 'preconditioner'): void {
+  if (pc.kind === 'diagonal') into[stateKey(name, `${ns}/v`)] = tf.zerosLike(p); // second moments, [...P]
+  if (pc.kind === 'learned') into[stateKey(name, `${ns}/logp`)] = tf.zerosLike(p); // log P, P = 1 at init, [...P]
+  if (pc.kind === 'matrix') checkMatrixFits(name, p.shape, pc, who);
+  if (pc.kind === 'learnedMatrix') {
+    const d = checkMatrixFits(name, p.shape, pc, who);
+    into[stateKey(name, `${ns}/mat`)] = pc.pMatrix ? tf.tensor2d(pc.pMatrix) : tf.eye(d); // P, [d, d]
+  }
+}
+
+/**
+ * Writes g into the preconditioner memory, then reads P g. [...P] -> [...P].
  * - 'none': P = I.
  * - 'diagonal' (Adam-like): v = b2 v + (1-b2) g^2, P = 1 / (sqrt(v / (1 - b2^t)) + eps).
  * - 'learned' (Eqs. 38-41; Decision): P = exp(s) is a diagonal memory trained by one GD step per
  *   call on its own objective l(s; g) = 1/2 exp(2s) g^2 - s, whose minimiser over a stream of
  *   gradients is P = 1 / sqrt(E[g^2]) (Adam's preconditioner, reached by learning instead of by
  *   formula). dl/ds = P^2 g^2 - 1, clipped to <= 1 (one huge gradient cannot collapse P); s <= log pMax.
+ * - 'matrix' (Eq. 49's P_i g as a matrix product): a fixed P given in the config, P g or g P (pSide).
+ * - 'learnedMatrix' (Eqs. 38-41 with a matrix memory; Decision): P [d, d] is trained by one GD step per call
+ *   on l(P; g) = 1/2 ||P g||_F^2 - tr(P) ('out'; 'in': 1/2 ||g P||_F^2 - tr(P)). The objective is convex, its
+ *   gradient is P g g^T - I ('in': g^T g P - I), and its minimiser over a stream is P = E[g g^T]^-1 (full-matrix
+ *   second-moment inverse). The write P <- P - pLr (P g g^T - I) is itself a delta rule. It is stable only while
+ *   pLr ||g||^2 < 2: pLearningRate must be chosen for the gradient scale (pLearningRate 0 = P fixed at pMatrix or I).
  */
 export function preconditionerApply(
   name: string,
@@ -233,6 +301,22 @@ export function preconditionerApply(
     next[key] = v;
     const vHat = tf.div(v, 1 - Math.pow(pc.beta2, step));
     return tf.div(g, tf.add(tf.sqrt(vHat), pc.epsilon));
+  }
+  if (pc.kind === 'matrix' || pc.kind === 'learnedMatrix') {
+    const { x, right } = matrixPView(g, pc.pSide); // [r, c]
+    let p: tf.Tensor2D;
+    if (pc.kind === 'matrix') p = tf.tensor2d(pc.pMatrix!); // [d, d]
+    else {
+      const key = stateKey(name, `${ns}/mat`);
+      const p0 = need(state, key, who) as tf.Tensor2D;
+      // paper g g^T ('out') = X^T X [c, c]; g^T g ('in') = X X^T [r, r]
+      const gram = right ? tf.matMul(x, x, true, false) : tf.matMul(x, x, false, true);
+      const grad = right ? tf.sub(tf.matMul(p0, gram), tf.eye(gram.shape[0])) : tf.sub(tf.matMul(gram, p0), tf.eye(gram.shape[0])); // dl/dP
+      p = tf.sub(p0, tf.mul(grad, pc.pLearningRate)) as tf.Tensor2D;
+      next[key] = p;
+    }
+    const read = right ? tf.matMul(x, p, false, true) : tf.matMul(p, x, true, false); // (P g)^T = X P^T, or (g P)^T = P^T X
+    return tf.reshape(read, g.shape);
   }
   const key = stateKey(name, `${ns}/logp`);
   const s = need(state, key, who);
