@@ -3,6 +3,7 @@ export * from './transform';
 export * from './sgd';
 export * from './momentum';
 export * from './combinators';
+export * from './schedules';
 export * from './registry';
 export * from './optimizer';
 export * from './validate';

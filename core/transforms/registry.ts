@@ -10,6 +10,7 @@
  */
 import { chain, clipByGlobalNorm, EVERY_K_REDUCE, everyK, partition, scale, scaleByLearningRate } from './combinators';
 import { momentum, type MomentumConfig } from './momentum';
+import { scaleBySchedule } from './schedules';
 import { sgd, type SgdConfig } from './sgd';
 import type { GradientTransform, GradientTransformFactory, JsonObject } from './transform';
 import { checkOptions, fail, numberField, oneOfField } from './validate';
@@ -32,6 +33,7 @@ function specArray(raw: unknown, path: string): unknown[] {
 /** Built-in factories. Config forms:
  * - sgd {learningRate}; momentum {learningRate, beta?, nesterov?}
  * - scale {factor}; scaleByLearningRate {learningRate}; clipByGlobalNorm {maxNorm}
+ * - scaleBySchedule {schedule: {name, ...}} (schedules.ts: constant, linear, cosineDecay, warmupConstant, warmupCosineDecay)
  * - chain {transforms: Spec[]}; everyK {k, reduce?: 'sum'|'mean', transform: Spec}
  * - partition {rules: [{match: RegExp source, label}], default?: label, transforms: {label: Spec}}
  *   (first rule whose regex matches the parameter name wins, else `default`). */
@@ -41,6 +43,7 @@ export const TRANSFORMS: Readonly<Record<string, GradientTransformFactory>> = Ob
   scale: (c, path = 'scale') => scale(numberField(checkOptions(c, ['factor'], path), 'factor', path), path),
   scaleByLearningRate: (c, path = 'scaleByLearningRate') =>
     scaleByLearningRate(numberField(checkOptions(c, ['learningRate'], path), 'learningRate', path, { min: 0 }), path),
+  scaleBySchedule: (c, path = 'scaleBySchedule') => scaleBySchedule(checkOptions(c, ['schedule'], path).schedule as never, path),
   clipByGlobalNorm: (c, path = 'clipByGlobalNorm') =>
     clipByGlobalNorm(numberField(checkOptions(c, ['maxNorm'], path), 'maxNorm', path, { above: 0 }), path),
   chain: (c, path = 'chain') => {
