@@ -12,6 +12,7 @@ import { selectBackend } from '../core/backend';
 import { PRESET_NAMES, loadPreset, loadRunConfig, type RunConfig } from './config';
 import { loadCorpusText, type CorpusSpec, type Tokenizer } from './data';
 import { createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, nlRuntime, runTokenizer, train, type Run } from './run';
+import { availableCores, startRunWorkers } from './parallel';
 import { schemaText } from './schema';
 import { registerExp } from './exp';
 
@@ -70,6 +71,7 @@ export function program(): Command {
     .option('--resume', 'continue from the checkpoint in --out')
     .option('--no-plot', 'skip the learning curve (SVG and PNG)')
     .option('--sample <n>', 'tokens to generate at the end (bytes with the byte tokenizer)', intArg('--sample'))
+    .option('--workers <n>', 'data-parallel workers, this thread included, each a backend instance training a slice of the batch (default: all cores; 1 = none)', intArg('--workers'))
     .action(async (o) => {
       await backend(be());
       let r: Run;
@@ -80,7 +82,11 @@ export function program(): Command {
         if (o.preset && o.config) throw new Error('give --preset or --config, not both');
         r = createRun(loadConfig(o));
       }
+      const workers = Math.min(o.workers ?? (tf.getBackend() === 'tensorflow' ? 1 : availableCores()), r.config.training.batchSize);
+      const pool = workers > 1 ? startRunWorkers(r, workers, tf.getBackend()) : null; // the worker threads start while the data loads
       const ds = datasetFor(r, dataSpec(o.data));
+      const dp = pool ? await pool : null;
+      if (dp) console.error(`data parallel: ${workers} workers (this thread + ${workers - 1} worker thread${workers > 2 ? 's' : ''}), each batch split by sequence`);
       const steps = o.steps ?? r.config.training.steps;
       const tpb = r.config.training.batchSize * r.config.training.seqLength;
       const tokInfo = ds.tokenizer.kind === 'byte' ? '' : ` = ${ds.train.length} / ${ds.validation.length} ${ds.tokenizer.kind} tokens (${(ds.trainBytes / ds.train.length).toFixed(2)} bytes/token)`;
@@ -105,6 +111,7 @@ export function program(): Command {
           out: o.out,
           plot: o.plot,
           shouldStop: () => stop,
+          ...(dp ? { parallel: dp } : {}),
           onValidation: (step, bpb) => {
             val = bpb.toFixed(3);
             if (!process.stderr.isTTY) console.error(`step ${step}: validation ${val} bpb`);
@@ -128,6 +135,7 @@ export function program(): Command {
         }
       } finally {
         process.off('SIGINT', onSigint);
+        await dp?.close();
         bar.stop();
         disposeRun(r);
       }

@@ -185,6 +185,8 @@ export interface TrainOptions {
   shouldStop?: () => boolean;
   /** Write the learning curve at the end (vega-lite SVG, and PNG rendered from it with resvg). Default true. */
   plot?: boolean;
+  /** Data parallelism (`--workers`, cli/parallel.ts): trains each batch over rank 0 (r.trainer) and the workers. */
+  parallel?: { train(inputs: tf.Tensor, targets: tf.Tensor): Promise<{ loss: number }> };
 }
 
 /** Trains `r` up to `opts.steps` total steps; returns the rows written. */
@@ -200,7 +202,7 @@ export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ 
   while (r.step < opts.steps) {
     const b = trainBatch(ds.train, r.step, t.batchSize, t.seqLength, t.seed, ds.tokenizer.byteLengths);
     const ts = Date.now();
-    const res = r.trainer.train(b.inputs, b.targets); // one piece = one new context
+    const res = opts.parallel ? await opts.parallel.train(b.inputs, b.targets) : r.trainer.train(b.inputs, b.targets); // one piece = one new context
     const cms = r.trainer.levelClocks().reduce((a, c) => a + c.updatesFired, 0); // CMS level updates in this piece
     tf.dispose([b.inputs, b.targets]);
     r.step++;

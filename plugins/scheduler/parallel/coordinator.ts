@@ -90,7 +90,7 @@ export class DataParallelTrainer {
     const { meta, tensors, owned } = await this.local.exportCheckpoint();
     let wire: WireTensor[];
     try {
-      wire = tensors.filter((t) => t.key.startsWith('var/') || t.key.startsWith('opt/')).map((t) => toWire(t.key, t.tensor));
+      wire = tensors.filter((t) => !t.key.startsWith('state/') && !t.key.startsWith('outer/')).map((t) => toWire(t.key, t.tensor)); // weights + optimizer state
     } finally {
       tf.dispose(owned);
     }
@@ -207,7 +207,7 @@ export class DataParallelTrainer {
     return out;
   }
 
-  /** Every replica's model weights and optimizer state (rank 1..N-1; checkpoint keys 'var/...', 'opt/...'). */
+  /** Every replica's model weights and optimizer state (rank 1..N-1; trainer checkpoint keys 'var/...', 'opt/...', ...). */
   async replicaWeights(): Promise<WireTensor[][]> {
     const r = await Promise.all(this.peers.map((p) => this.request(p, { type: 'weights' })));
     return r.map((m) => (m as Extract<FromReplica, { type: 'weights' }>).tensors);

@@ -95,7 +95,7 @@ export function serveReplica(transport: ReplicaTransport, factory: ReplicaFactor
         const { tensors, owned } = await trainer().exportCheckpoint();
         let out: WireTensor[];
         try {
-          out = tensors.filter((t) => t.key.startsWith('var/') || t.key.startsWith('opt/')).map((t) => toWire(t.key, t.tensor));
+          out = tensors.filter((t) => !t.key.startsWith('state/') && !t.key.startsWith('outer/')).map((t) => toWire(t.key, t.tensor));
         } finally {
           tf.dispose(owned);
         }
