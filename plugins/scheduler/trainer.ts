@@ -393,6 +393,13 @@ export class NestedTrainer {
     this.stepOuter();
   }
 
+  /** Drops the pending outer gradients (data parallelism: another rank refused the piece). */
+  discardOuterGradients(): void {
+    tf.dispose([...this.pendingOuter.values()]);
+    this.pendingOuter.clear();
+    this.pendingPieces = 0;
+  }
+
   /** tf.Variable name -> 's<stage>/w<index>'. */
   private positionKeys(): Map<string, string> {
     const m = new Map<string, string>();

@@ -28,6 +28,8 @@ export interface ParallelTrainResult {
   slices: number[];
   /** Per rank, when measure: kernel calls and peak live tensor bytes of its train + step. */
   measurement?: Measurement[];
+  /** The divergence guard of some rank skipped the piece (onDivergence 'skip'): what it found. Nothing was applied. */
+  skipped?: unknown;
 }
 
 interface Peer {
@@ -52,8 +54,12 @@ export class DataParallelTrainer {
         const w = p.pending.get(m.id);
         if (!w) return;
         p.pending.delete(m.id);
-        if (m.type === 'error') w.reject(new Error(`data-parallel replica: ${m.message}`));
-        else w.resolve(m);
+        if (m.type === 'error') {
+          const err = new Error(`data-parallel replica: ${m.message}`) as Error & { info?: unknown };
+          if (m.name) err.name = m.name; // e.g. 'DivergenceError', with its info
+          if (m.info !== undefined) err.info = m.info;
+          w.reject(err);
+        } else w.resolve(m);
       });
       transport.onError((e) => {
         p.failed = e;
@@ -128,41 +134,46 @@ export class DataParallelTrainer {
     }
     const k = measure ? startKernelCounter() : null;
     const pk = measure ? startPeakBytes() : null;
-    const settle = (): void => {
-      pk?.stop();
-      k?.stop();
-    };
-    let localLoss: number;
     try {
-      const x = inputs.slice(0, slices[0]);
-      const y = targets.slice(0, slices[0]);
+      let localLoss = NaN;
+      let localError: unknown = null;
+      let skipped: unknown;
       try {
-        localLoss = this.local.train(x, y, { deferOuterStep: true }).loss;
-      } finally {
-        tf.dispose([x, y]);
+        const x = inputs.slice(0, slices[0]);
+        const y = targets.slice(0, slices[0]);
+        try {
+          const r = this.local.train(x, y, { deferOuterStep: true }) as { loss: number; skipped?: unknown };
+          localLoss = r.loss;
+          skipped = r.skipped;
+        } finally {
+          tf.dispose([x, y]);
+        }
+      } catch (e) {
+        localError = e;
       }
-    } catch (e) {
-      settle();
-      await Promise.allSettled(replies.filter((p): p is Promise<FromReplica> => !!p));
-      throw e;
-    }
-    let results: Array<Extract<FromReplica, { type: 'result' }> | null>;
-    try {
-      results = (await Promise.all(replies)) as Array<Extract<FromReplica, { type: 'result' }> | null>;
-    } catch (e) {
-      settle();
-      throw e;
-    }
-    this.pieces++;
-    let loss = (slices[0] / b) * localLoss;
-    results.forEach((res, i) => {
-      if (res) loss += (slices[i + 1] / b) * res.loss;
-    });
-    let stepped: Array<Promise<FromReplica>> = [];
-    if (reduce) {
-      try {
+      const settled = await Promise.allSettled(replies.map((p) => p ?? Promise.resolve(null)));
+      const results = settled.map((st) => (st.status === 'fulfilled' ? (st.value as Extract<FromReplica, { type: 'result' }> | null) : null));
+      const replicaError = settled.find((st): st is PromiseRejectedResult => st.status === 'rejected');
+      skipped ??= results.find((res) => res?.skipped !== undefined)?.skipped;
+      this.pieces++;
+      let loss = (slices[0] / b) * localLoss;
+      results.forEach((res, i) => {
+        if (res) loss += (slices[i + 1] / b) * res.loss;
+      });
+      if (localError !== null || replicaError || skipped !== undefined) {
+        // a rank refused its slice (divergence guard) or failed: the piece is refused on every rank
+        this.local.discardOuterGradients();
+        await Promise.allSettled(this.peers.map((p) => this.request(p, { type: 'discard' })));
+        this.pieces = 0;
+        if (localError !== null) throw localError;
+        if (replicaError) throw replicaError.reason;
+        return { loss, outerStep: false, slices, skipped };
+      }
+      let outerStep = false;
+      let acks: Array<Extract<FromReplica, { type: 'stepped' }> | null> = [];
+      if (reduce) {
         const own = this.local.pendingOuterGradients();
-        const keys = [...own.grads.map((g) => g.key)];
+        const keys = own.grads.map((g) => g.key);
         for (const res of results) for (const g of res?.grads ?? []) if (!keys.includes(g.key)) keys.push(g.key);
         const reduced = tf.tidy(() =>
           keys.map((key) => {
@@ -176,35 +187,43 @@ export class DataParallelTrainer {
             return { key, tensor: tf.keep(parts.length === 1 ? parts[0] : tf.addN(parts)) };
           }),
         );
+        const pieces = this.pieces;
+        const before = this.local.outerSteps;
+        let stepped: Array<Promise<FromReplica>> = [];
+        let stepError: unknown = null;
         try {
           const wire = reduced.map((g) => toWire(g.key, g.tensor));
-          const pieces = this.pieces;
           stepped = this.peers.map((p) => this.request(p, { type: 'step', pieces, grads: wire, measure }));
-          this.local.stepWithOuterGradients(pieces, reduced);
+          this.local.stepWithOuterGradients(pieces, reduced); // the gradient-norm guard sees the same bytes on every rank
+        } catch (e) {
+          stepError = e;
         } finally {
           tf.dispose(reduced.map((g) => g.tensor));
         }
         this.pieces = 0;
-      } catch (e) {
-        settle();
-        throw e;
+        const st = await Promise.allSettled(stepped);
+        if (stepError !== null) throw stepError;
+        const bad = st.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+        if (bad) throw bad.reason;
+        acks = st.map((x) => (x.status === 'fulfilled' ? (x.value as Extract<FromReplica, { type: 'stepped' }>) : null));
+        outerStep = this.local.outerSteps > before; // false when the guard skipped the step (on every rank alike)
       }
+      const out: ParallelTrainResult = { loss, outerStep, slices };
+      if (k && pk) {
+        out.measurement = [
+          { kernelCalls: k.counts().total, peakBytes: pk.peak() },
+          ...this.peers.map((_, i) => {
+            const a = results[i]?.measurement;
+            const m = acks[i]?.measurement;
+            return { kernelCalls: (a?.kernelCalls ?? 0) + (m?.kernelCalls ?? 0), peakBytes: Math.max(a?.peakBytes ?? 0, m?.peakBytes ?? 0) };
+          }),
+        ];
+      }
+      return out;
+    } finally {
+      pk?.stop();
+      k?.stop();
     }
-    const localMeasure: Measurement | null = k && pk ? { kernelCalls: k.counts().total, peakBytes: pk.peak() } : null;
-    settle();
-    const acks = (await Promise.all(stepped)) as Array<Extract<FromReplica, { type: 'stepped' }>>;
-    const out: ParallelTrainResult = { loss, outerStep: reduce, slices };
-    if (measure && localMeasure) {
-      out.measurement = [
-        localMeasure,
-        ...this.peers.map((_, i) => {
-          const a = results[i]?.measurement;
-          const s = acks[i]?.measurement;
-          return { kernelCalls: (a?.kernelCalls ?? 0) + (s?.kernelCalls ?? 0), peakBytes: Math.max(a?.peakBytes ?? 0, s?.peakBytes ?? 0) };
-        }),
-      ];
-    }
-    return out;
   }
 
   /** Every replica's model weights and optimizer state (rank 1..N-1; trainer checkpoint keys 'var/...', 'opt/...', ...). */

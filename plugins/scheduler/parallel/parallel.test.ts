@@ -37,7 +37,7 @@ function build(opts: Partial<NestedTrainerOptions> = {}): ReplicaHandle {
 
 async function weightsOf(tr: NestedTrainer): Promise<Map<string, Float32Array>> {
   const { tensors, owned } = await tr.exportCheckpoint();
-  const m = new Map(tensors.filter((t) => t.key.startsWith('var/') || t.key.startsWith('opt/')).map((t) => [t.key, t.tensor.dataSync() as Float32Array]));
+  const m = new Map(tensors.filter((t) => !t.key.startsWith('state/') && !t.key.startsWith('outer/')).map((t) => [t.key, t.tensor.dataSync() as Float32Array]));
   tf.dispose(owned);
   return m;
 }
@@ -130,7 +130,7 @@ describe('plugin scheduler: data parallelism (protocol over loopback transports)
     }
   });
 
-  it('measure: kernel calls and peak bytes per rank; a replica error rejects the step; no leaked tensors', async () => {
+  it('measure: kernel calls and peak bytes per rank; a failing slice refuses the piece on every rank; no leaked tensors', async () => {
     const ref = build();
     const { dp, handles } = await startLoopback(ref.trainer, 2);
     try {
@@ -146,6 +146,11 @@ describe('plugin scheduler: data parallelism (protocol over loopback transports)
       let err: Error | null = null;
       await dp.train(bad, y).catch((e: Error) => (err = e));
       expect(err, 'mismatched input throws').to.not.equal(null);
+      // the refused piece was discarded on every rank: training goes on, replicas stay identical to rank 0
+      const after = await dp.train(x, y);
+      expect(after.outerStep).to.equal(true);
+      const w0 = await weightsOf(dp.local);
+      for (const [k, v] of fromWireMap((await dp.replicaWeights())[0])) expect([...v], k).to.deep.equal([...w0.get(k)!]);
       tf.dispose([x, y, bad]);
     } finally {
       await dp.close();

@@ -14,6 +14,10 @@
  *   with NestedTrainer.stepWithOuterGradients (mean over pieces, clip, optimizer), so weights and
  *   optimizer state stay identical without a broadcast.
  * Setup: `sync` carries rank 0's trainer checkpoint (weights, optimizer state) to every replica.
+ * Divergence guard (NestedTrainer options.divergence): when any rank refuses its slice (its train throws,
+ * or returns `skipped`), every rank discards the piece's gradients (`discard`) and the step is refused
+ * as a whole: the error (or the skip) is reported as 1 worker would. The loss test is per slice, so a
+ * finite loss above maxLoss in one slice refuses the batch even if the batch mean is below it.
  */
 
 /** A tensor as plain data. */
@@ -37,16 +41,18 @@ export type ToReplica =
   | { type: 'sync'; id: number; meta: unknown; tensors: WireTensor[] }
   | { type: 'train'; id: number; inputs: WireTensor; targets: WireTensor; reduce: boolean; measure: boolean }
   | { type: 'step'; id: number; pieces: number; grads: WireTensor[]; measure: boolean }
+  | { type: 'discard'; id: number }
   | { type: 'weights'; id: number }
   | { type: 'close'; id: number };
 
 export type FromReplica =
   | { type: 'ready'; id: number }
-  | { type: 'result'; id: number; loss: number; pieces: number; grads: WireTensor[] | null; measurement?: Measurement }
+  | { type: 'result'; id: number; loss: number; pieces: number; grads: WireTensor[] | null; measurement?: Measurement; skipped?: unknown }
   | { type: 'stepped'; id: number; measurement?: Measurement }
   | { type: 'weights'; id: number; tensors: WireTensor[] }
   | { type: 'closed'; id: number }
-  | { type: 'error'; id: number; message: string };
+  | { type: 'discarded'; id: number }
+  | { type: 'error'; id: number; message: string; name?: string; info?: unknown };
 
 /**
  * A message channel to one peer. send() may transfer the listed buffers (the sender must not use them

@@ -68,9 +68,9 @@ export function serveReplica(transport: ReplicaTransport, factory: ReplicaFactor
         const y = fromWire(msg.targets);
         const { result, measurement } = measured(msg.measure, () => {
           try {
-            const r = tr.train(x, y, { deferOuterStep: true });
-            const p = msg.reduce ? tr.pendingOuterGradients() : null;
-            return { loss: r.loss, pieces: p?.pieces ?? 0, grads: p ? p.grads.map((g) => toWire(g.key, g.tensor)) : null };
+            const r = tr.train(x, y, { deferOuterStep: true }) as { loss: number; skipped?: unknown };
+            const p = msg.reduce && !r.skipped ? tr.pendingOuterGradients() : null;
+            return { loss: r.loss, pieces: p?.pieces ?? 0, grads: p ? p.grads.map((g) => toWire(g.key, g.tensor)) : null, ...(r.skipped ? { skipped: r.skipped } : {}) };
           } finally {
             tf.dispose([x, y]);
           }
@@ -89,6 +89,11 @@ export function serveReplica(transport: ReplicaTransport, factory: ReplicaFactor
           }
         });
         send({ type: 'stepped', id: msg.id, ...(measurement ? { measurement } : {}) });
+        return;
+      }
+      case 'discard': {
+        trainer().discardOuterGradients();
+        send({ type: 'discarded', id: msg.id });
         return;
       }
       case 'weights': {
@@ -115,8 +120,8 @@ export function serveReplica(transport: ReplicaTransport, factory: ReplicaFactor
   transport.onMessage((msg) => {
     queue = queue.then(() =>
       handleMessage(msg).catch((e: unknown) => {
-        const err = e as Error;
-        send({ type: 'error', id: msg.id, message: err?.stack ?? String(e) });
+        const err = e as Error & { info?: unknown };
+        send({ type: 'error', id: msg.id, message: err?.message ?? String(e), name: err?.name, ...(err?.info !== undefined ? { info: structuredClone(err.info) } : {}) });
       }),
     );
   });
