@@ -68,7 +68,7 @@ export async function run(args: string[]): Promise<void> {
     numHeads: H, headDim: DH, hiddenDim: DHID, act: 'silu', innerLoss: l2Loss, momentum: 0.5, dgd: true,
     weightDecay: true, staticK: false, staticV: false, adaptiveQ: false, normalize: 'l2', chunkSize: chunk,
     memChunkSize: chunk, etaMax: 0.1, alphaMin: 0.5, gradClip: 1, impl: 'chunked', gradientMode: 'full',
-    sentinel: false, layerName: 'bench', checkpoint: ckpt,
+    sentinel: false, layerName: 'bench', checkpoint: ckpt, parameterization: 'paper', slowRate: 0.1,
   };
   const nm = memoryNames(base).length;
   const g = (shape: number[], seed: number, std: number): tf.Tensor => tf.randomNormal(shape, 0, std, 'float32', seed);

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { selectBackend } from '../../core/backend';
 import { nlRuntime } from '../../cli/run';
-import { createSubLayer } from '../../plugins/hope/block';
+import { crossTokenSensitivity } from './sensitivity';
 import { NestedTrainer } from '../../plugins/scheduler/trainer';
 import { LanguageModel } from '../../plugins/hope/lm';
 import { disposeModel, evalBatch, leftPad, maskedCrossEntropy, modelBlockSpec, rng, trainStep, withSeededRandom, type ModelKind, type ModelRun } from '../models';
@@ -25,24 +25,6 @@ const TASK: TaskSizes = {
   recallKeys: 8, recallValues: 8, recallPairs: 16, fuzzyVocab: 4, fuzzyMaxLen: 2, fuzzyPairs: 4, fuzzyQueries: 4,
   copyVocab: 8, copyTokens: 6, copyContext: 24, memKeys: 32, memValues: 8, memPerSeq: 8, compVocab: 8, compLength: 6,
 };
-
-/** |y_T(x') - y_T(x)| for a change of token T-lag, over the same for a change of token T (mixer alone, [1, T, D] inputs). */
-function crossTokenSensitivity(spec: { className: string; config: Record<string, unknown> }, lag: number): number {
-  return tf.tidy(() => {
-    const mixer = createSubLayer(spec as never, 'probe.mixer', 'probe_mixer');
-    const T = 16;
-    const D = 32;
-    const base = tf.randomNormal([1, T, D], 0, 1, 'float32', 3);
-    const alt = tf.randomNormal([1, 1, D], 0, 1, 'float32', 4);
-    const swap = (p: number): tf.Tensor => tf.concat([base.slice([0, 0, 0], [1, p, D]), alt, base.slice([0, p + 1, 0], [1, T - p - 1, D])], 1);
-    const y = mixer.apply(tf.concat([base, swap(T - 1), swap(T - 1 - lag)], 0)) as tf.Tensor;
-    const last = y.slice([0, T - 1, 0], [3, 1, D]).reshape([3, D]);
-    const d = (i: number): number => last.slice([0, 0], [1, D]).sub(last.slice([i, 0], [1, D])).norm().dataSync()[0];
-    const r = d(2) / d(1);
-    mixer.dispose();
-    return tf.scalar(r);
-  }).dataSync()[0];
-}
 
 async function main(): Promise<void> {
   const opts = new Command()
@@ -68,7 +50,7 @@ async function main(): Promise<void> {
   const spec = modelBlockSpec(opts.kind as ModelKind, sizes) as { className: string; config: Record<string, any> };
   const mixer = { ...spec.config.mixer, config: { ...spec.config.mixer.config, ...mixerPatch } };
   const block = { ...spec, config: { ...spec.config, mixer, shortConv: 4 } };
-  const sensitivity = withSeededRandom(1, () => crossTokenSensitivity(mixer, 8));
+  const sensitivity = withSeededRandom(1, () => crossTokenSensitivity(mixer as never, 8));
   const { vocab, answers } = taskVocab(task, TASK);
   const memMap = memorizationMap(1, TASK);
   const lm = withSeededRandom(1, () => new LanguageModel({ vocabSize: vocab, dModel: sizes.dModel, blocks: [block] }));

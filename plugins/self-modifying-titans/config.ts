@@ -1,7 +1,7 @@
 /** Config of NlSelfModifyingTitans: defaults, validation (errors name the field), resolution. */
 import { BUILTIN_INNER_LOSSES } from '../../core/inner-loss';
 import { validateGradientMode, type GradientMode } from '../../core/level';
-import { NORMALIZE_MODES, SMT_IMPLS, type NormalizeMode, type SmtImpl } from './ops/forward';
+import { NORMALIZE_MODES, SMT_IMPLS, SMT_PARAMETERIZATIONS, type NormalizeMode, type SmtImpl, type SmtParameterization } from './ops/forward';
 import { MEMORY_ACTIVATIONS, type MemoryActivation } from './ops/memory';
 
 export type SmtInnerLossName = 'l2' | 'dot';
@@ -35,7 +35,11 @@ export interface SelfModifyingTitansArgs {
   impl?: SmtImpl;
   gradientMode?: GradientMode;
   sentinel?: boolean;
-  initScale?: number; // std of the memories' initial W2 is initScale / sqrt(dh); W1 is initScale / sqrt(dhid)
+  initScale?: number; // std of the memories' initial W2 is initScale / sqrt(dh); W1 is initScale / sqrt(dhid) ('paper'; 'stable': W1 starts at 0)
+  /** 'stable' (default: learned k/v/q projections, exact delta-rule W1 on normalised hidden features) or 'paper' (README). */
+  parameterization?: SmtParameterization;
+  /** 'stable' only: step-size multiple for W2 and for M_k, M_v, M_eta, M_alpha (M_q), in (0, 1]. Default 0.1. */
+  slowRate?: number;
 }
 
 export interface ResolvedSmtConfig {
@@ -63,9 +67,14 @@ export interface ResolvedSmtConfig {
   gradientMode: GradientMode;
   sentinel: boolean;
   initScale: number;
+  parameterization: SmtParameterization;
+  slowRate: number;
 }
 
-export const SMT_DEFAULTS: Readonly<Omit<ResolvedSmtConfig, 'dModel' | 'hiddenDim'>> = {
+type SmtDefaults = Readonly<Omit<ResolvedSmtConfig, 'dModel' | 'hiddenDim' | 'parameterization'>>;
+
+/** Defaults of parameterization 'paper' (the form before the stable one; its numbers are this project's choices). */
+export const SMT_DEFAULTS: SmtDefaults = {
   numHeads: 1,
   activation: 'silu',
   innerLoss: 'l2',
@@ -88,6 +97,24 @@ export const SMT_DEFAULTS: Readonly<Omit<ResolvedSmtConfig, 'dModel' | 'hiddenDi
   gradientMode: 'full',
   sentinel: true,
   initScale: 0.5,
+  slowRate: 0.1, // unused by 'paper'
+};
+
+/**
+ * Defaults of parameterization 'stable' (the default; README "Parameterisations"): beta ~ 0.73 at
+ * initialisation (etaMax 1, bias 1: the smallest tried whose cross-token sensitivity at init exceeds
+ * DeltaNet's at beta 0.5; the read keeps Eq. 89's residual q), slow matrices at 0.1 beta, alpha ~ 0.99,
+ * no momentum, W2 std 1/sqrt(dh).
+ */
+export const SMT_STABLE_DEFAULTS: SmtDefaults = {
+  ...SMT_DEFAULTS,
+  momentum: false,
+  etaMax: 1,
+  etaBiasInit: 1,
+  alphaMin: 0.5,
+  alphaBiasInit: 4,
+  initScale: 1,
+  slowRate: 0.1,
 };
 
 const C = 'NlSelfModifyingTitans';
@@ -113,8 +140,11 @@ function num(field: string, v: unknown, lo: number, hi: number, loOpen: boolean,
 }
 
 export function resolveSmtConfig(a: SelfModifyingTitansArgs): ResolvedSmtConfig {
-  const d = SMT_DEFAULTS;
+  const p = oneOf('parameterization', a.parameterization ?? 'stable', SMT_PARAMETERIZATIONS);
+  const d = p === 'stable' ? SMT_STABLE_DEFAULTS : SMT_DEFAULTS;
   const r: ResolvedSmtConfig = {
+    parameterization: p,
+    slowRate: num('slowRate', a.slowRate ?? d.slowRate, 0, 1, true, false),
     dModel: a.dModel == null ? null : posInt('dModel', a.dModel),
     numHeads: posInt('numHeads', a.numHeads ?? d.numHeads),
     hiddenDim: a.hiddenDim == null ? null : posInt('hiddenDim', a.hiddenDim),
@@ -130,7 +160,7 @@ export function resolveSmtConfig(a: SelfModifyingTitansArgs): ResolvedSmtConfig 
     normalize: oneOf('normalize', a.normalize ?? d.normalize, NORMALIZE_MODES),
     chunkSize: posInt('chunkSize', a.chunkSize ?? d.chunkSize),
     memChunkSize: posInt('memChunkSize', a.memChunkSize ?? d.memChunkSize),
-    etaMax: num('etaMax', a.etaMax ?? d.etaMax, 0, 1, true, false),
+    etaMax: num('etaMax', a.etaMax ?? d.etaMax, 0, p === 'stable' ? 2 : 1, true, false), // stable: (alpha I - beta h h^T) stays a non-expansion up to 2
     alphaMin: num('alphaMin', a.alphaMin ?? d.alphaMin, 0, 1, true, false),
     etaBiasInit: num('etaBiasInit', a.etaBiasInit ?? d.etaBiasInit, -1e3, 1e3, false, false),
     alphaBiasInit: num('alphaBiasInit', a.alphaBiasInit ?? d.alphaBiasInit, -1e3, 1e3, false, false),
@@ -140,6 +170,11 @@ export function resolveSmtConfig(a: SelfModifyingTitansArgs): ResolvedSmtConfig 
     sentinel: bool('sentinel', a.sentinel ?? d.sentinel),
     initScale: num('initScale', a.initScale ?? d.initScale, 0, 1e3, false, false),
   };
+  if (p === 'stable') {
+    if (r.momentum) throw new Error(`${C}.momentum: parameterization 'stable' has no momentum (its W1 write is an exact delta rule; 1/(1 - mu) would push the step past 1); set momentum: false or parameterization: 'paper'`);
+    if (r.normalize !== 'l2') throw new Error(`${C}.normalize: parameterization 'stable' needs 'l2' (normalised keys and targets bound the writes), got '${r.normalize}'`);
+    if (r.innerLoss !== 'l2') throw new Error(`${C}.innerLoss: parameterization 'stable' writes the L2 objective exactly (delta rule), got '${r.innerLoss}'`);
+  }
   if (!(r.innerLoss in BUILTIN_INNER_LOSSES)) throw new Error(`${C}.innerLoss: unknown inner loss '${r.innerLoss}'`);
   if (r.dModel !== null && r.dModel % r.numHeads !== 0) {
     throw new Error(`${C}.numHeads: must divide dModel=${r.dModel}, got ${r.numHeads}`);

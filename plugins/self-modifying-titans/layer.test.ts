@@ -16,8 +16,11 @@ describe('NlSelfModifyingTitans layer', () => {
     expect(NlSelfModifyingTitans.className.startsWith('Nl')).to.equal(true);
   });
 
-  it('config round trip (getConfig -> fromConfig) keeps every field, incl. gradientMode', () => {
-    const a = new NlSelfModifyingTitans({ numHeads: 2, gradientMode: 'stop', momentum: false, innerLoss: 'dot', chunkSize: 4, memChunkSize: 8, staticK: true });
+  for (const args of [
+    { parameterization: 'paper' as const, gradientMode: 'stop' as const, momentum: false, innerLoss: 'dot' as const, staticK: true },
+    { gradientMode: 'stop' as const, slowRate: 0.2, staticK: true },
+  ]) it(`config round trip (getConfig -> fromConfig) keeps every field, incl. gradientMode (${args.parameterization ?? 'stable'})`, () => {
+    const a = new NlSelfModifyingTitans({ numHeads: 2, chunkSize: 4, memChunkSize: 8, ...args });
     a.apply(tf.zeros([1, 3, D]));
     const cfg = a.getConfig();
     expect(cfg.gradientMode).to.equal('stop');
@@ -27,10 +30,11 @@ describe('NlSelfModifyingTitans layer', () => {
     const { name: _n1, ...c1 } = cfg;
     const { name: _n2, ...c2 } = b.getConfig();
     expect(c2).to.deep.equal(c1);
+    expect(c1.parameterization).to.equal(args.parameterization ?? 'stable');
   });
 
-  it('save/load gives identical outputs (tf.sequential)', async () => {
-    const model = tf.sequential({ layers: [new NlSelfModifyingTitans({ inputShape: [null, D], numHeads: 2, chunkSize: 4, memChunkSize: 4 })] });
+  for (const parameterization of ['stable', 'paper'] as const) it(`save/load gives identical outputs (tf.sequential, ${parameterization})`, async () => {
+    const model = tf.sequential({ layers: [new NlSelfModifyingTitans({ inputShape: [null, D], numHeads: 2, chunkSize: 4, memChunkSize: 4, parameterization })] });
     const x = tf.randomNormal([2, 9, D], 0, 1, 'float32', 1);
     const y1 = model.predict(x) as tf.Tensor;
     const loaded = await roundTripInMemory(model);
@@ -40,8 +44,8 @@ describe('NlSelfModifyingTitans layer', () => {
     tf.dispose([x, y1, y2]);
   });
 
-  it('fit reduces the loss and leaks nothing; streaming leaks nothing', async () => {
-    const model = tf.sequential({ layers: [new NlSelfModifyingTitans({ inputShape: [null, D], numHeads: 2, chunkSize: 4, memChunkSize: 4 })] });
+  for (const parameterization of ['stable', 'paper'] as const) it(`fit reduces the loss and leaks nothing; streaming leaks nothing (${parameterization})`, async () => {
+    const model = tf.sequential({ layers: [new NlSelfModifyingTitans({ inputShape: [null, D], numHeads: 2, chunkSize: 4, memChunkSize: 4, parameterization })] });
     model.compile({ optimizer: tf.train.adam(0.02), loss: 'meanSquaredError' });
     const x = tf.randomNormal([2, 8, D], 0, 1, 'float32', 2);
     const target = x.mul(0.5); // learnable through W_q/W_o and the memories
@@ -63,12 +67,12 @@ describe('NlSelfModifyingTitans layer', () => {
   });
 
   it('sentinel names layer, memory and token index', () => {
-    const layer = new NlSelfModifyingTitans({ name: 'smtX', numHeads: 2, normalize: 'none', chunkSize: 2, memChunkSize: 2 });
+    const layer = new NlSelfModifyingTitans({ name: 'smtX', parameterization: 'paper', numHeads: 2, normalize: 'none', chunkSize: 2, memChunkSize: 2 });
     const x = tf.randomNormal([1, 5, D], 0, 1, 'float32', 3);
     layer.apply(x);
     const bad = tf.tidy(() => tf.concat([x.slice([0, 0, 0], [1, 3, D]), tf.fill([1, 1, D], NaN), x.slice([0, 4, 0], [1, 1, D])], 1));
     expect(() => layer.forward(bad)).to.throw(/smtX.*memory 'k' at token index 3/);
-    const quiet = new NlSelfModifyingTitans({ numHeads: 2, normalize: 'none', sentinel: false });
+    const quiet = new NlSelfModifyingTitans({ parameterization: 'paper', numHeads: 2, normalize: 'none', sentinel: false });
     const r = quiet.forward(bad);
     expect(Number.isNaN(r.y.max().dataSync()[0])).to.equal(true);
     disposeState(r.state);
@@ -78,9 +82,14 @@ describe('NlSelfModifyingTitans layer', () => {
   it('bad config and input errors name the field', () => {
     expect(() => new NlSelfModifyingTitans({ numHeads: 0 })).to.throw(/numHeads/);
     expect(() => new NlSelfModifyingTitans({ gradientMode: 'half' as never })).to.throw(/gradientMode/);
-    expect(() => new NlSelfModifyingTitans({ etaMax: 2 })).to.throw(/etaMax/);
+    expect(() => new NlSelfModifyingTitans({ etaMax: 2.5 })).to.throw(/etaMax.*\(0, 2\]/);
+    expect(() => new NlSelfModifyingTitans({ parameterization: 'paper', etaMax: 2 })).to.throw(/etaMax.*\(0, 1\]/);
+    expect(() => new NlSelfModifyingTitans({ parameterization: 'fast' as never })).to.throw(/parameterization/);
+    expect(() => new NlSelfModifyingTitans({ momentum: true })).to.throw(/momentum.*'stable'/);
+    expect(() => new NlSelfModifyingTitans({ normalize: 'none' })).to.throw(/normalize.*'stable'/);
+    expect(() => new NlSelfModifyingTitans({ slowRate: 0 })).to.throw(/slowRate/);
     expect(() => new NlSelfModifyingTitans({ innerLoss: 'cosine' as never })).to.throw(/innerLoss/);
-    expect(() => new NlSelfModifyingTitans({ normalize: 'rms' as never })).to.throw(/normalize/);
+    expect(() => new NlSelfModifyingTitans({ parameterization: 'paper', normalize: 'rms' as never })).to.throw(/normalize/);
     const l = new NlSelfModifyingTitans({ numHeads: 3 });
     expect(() => l.apply(tf.zeros([1, 2, D]))).to.throw(/numHeads/);
     const ok = new NlSelfModifyingTitans({ numHeads: 2 });

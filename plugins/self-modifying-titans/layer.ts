@@ -74,15 +74,23 @@ export class NlSelfModifyingTitans extends tf.layers.Layer implements StatefulSe
     const add = (name: SmtWeightName, shp: number[], init: Init): void => {
       this.vars[name] = this.addWeight(name, shp, 'float32', init, undefined, true);
     };
-    add('w1Init', [nm, h, dh, dz], normal(c.initScale / Math.sqrt(dz)));
+    const stable = c.parameterization === 'stable';
+    // 'stable': output matrices start at 0 (every memory starts as the identity on its normalised input,
+    // so k, v, q are the projections, as in a delta-rule layer); hidden matrices at std initScale / sqrt(dh)
+    const w1Init = stable ? tf.initializers.zeros() : normal(c.initScale / Math.sqrt(dz));
+    add('w1Init', [nm, h, dh, dz], w1Init);
     add('w2Init', [nm, h, dz, dh], normal(c.initScale / Math.sqrt(dh)));
-    add('memW1Init', [h, dh, dz], normal(c.initScale / Math.sqrt(dz)));
+    add('memW1Init', [h, dh, dz], w1Init);
     add('memW2Init', [h, dz, dh], normal(c.initScale / Math.sqrt(dh)));
     add('etaBias', [h], tf.initializers.constant({ value: c.etaBiasInit }));
     if (c.weightDecay) add('alphaBias', [h], tf.initializers.constant({ value: c.alphaBiasInit }));
-    if (!c.adaptiveQ) add('qKernel', [d, d], tf.initializers.glorotUniform({}));
-    if (c.staticK) add('kKernel', [d, d], tf.initializers.glorotUniform({}));
-    if (c.staticV) add('vKernel', [d, d], tf.initializers.glorotUniform({}));
+    if (stable || !c.adaptiveQ) add('qKernel', [d, d], tf.initializers.glorotUniform({}));
+    if (stable || c.staticK) add('kKernel', [d, d], tf.initializers.glorotUniform({}));
+    if (stable || c.staticV) add('vKernel', [d, d], tf.initializers.glorotUniform({}));
+    if (stable) {
+      add('gateKernel', [d, d], tf.initializers.glorotUniform({}));
+      add('normGain', [d], tf.initializers.ones());
+    }
     add('outKernel', [d, d], tf.initializers.glorotUniform({}));
     this.built = true;
   }
@@ -124,6 +132,8 @@ export class NlSelfModifyingTitans extends tf.layers.Layer implements StatefulSe
       gradientMode: c.gradientMode,
       sentinel: c.sentinel,
       layerName: `NlSelfModifyingTitans '${this.name}'`,
+      parameterization: c.parameterization,
+      slowRate: c.slowRate,
     };
   }
 
@@ -195,6 +205,8 @@ export class NlSelfModifyingTitans extends tf.layers.Layer implements StatefulSe
       gradientMode: c.gradientMode,
       sentinel: c.sentinel,
       initScale: c.initScale,
+      parameterization: c.parameterization,
+      slowRate: c.slowRate,
     };
   }
 }

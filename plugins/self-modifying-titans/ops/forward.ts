@@ -25,6 +25,7 @@ import { stopGradient } from '../../../core/ops/stop-gradient';
 import { innerGradientsFromRead, readKeysAndTargets, readMemory, readShared, sharedInnerGradients, type MemoryActivation } from './memory';
 import { checkpoint } from '../../../core/ops/checkpoint';
 import { sliceView } from './layout';
+import { stableForward } from './stable';
 import {
   chunkedSegment,
   chunkedSharedEnd,
@@ -41,6 +42,9 @@ export type NormalizeMode = 'l2' | 'none';
 export const NORMALIZE_MODES: readonly NormalizeMode[] = ['l2', 'none'];
 export type SmtImpl = 'naive' | 'chunked';
 export const SMT_IMPLS: readonly SmtImpl[] = ['naive', 'chunked'];
+/** 'stable' (default): ops/stable.ts; 'paper': the literal Eqs. 83-90 form of this file (see README). */
+export type SmtParameterization = 'stable' | 'paper';
+export const SMT_PARAMETERIZATIONS: readonly SmtParameterization[] = ['stable', 'paper'];
 
 /** Size-complete options of one call. */
 export interface SmtOptions {
@@ -66,6 +70,10 @@ export interface SmtOptions {
   sentinel: boolean;
   /** Layer name used in sentinel errors. */
   layerName: string;
+  /** Which form runs (ops/stable.ts or this file). */
+  parameterization: SmtParameterization;
+  /** 'stable' only: step-size multiple of W2 and of the non-retrieval memories (b = slowRate beta). */
+  slowRate: number;
   /**
    * Activation checkpointing per chunk (core/ops/checkpoint.ts), default true: under a gradient tape only
    * each chunk's inputs are kept and the chunk is recomputed in the backward pass. Same values and
@@ -86,6 +94,8 @@ export interface SmtWeights {
   kKernel?: tf.Tensor; // [D, D] (staticK)
   vKernel?: tf.Tensor; // [D, D] (staticV)
   outKernel: tf.Tensor; // [D, D]
+  gateKernel?: tf.Tensor; // [D, D] ('stable': sigmoid output gate)
+  normGain?: tf.Tensor; // [D] ('stable': per-head RMSNorm gain)
 }
 export type SmtWeightName = keyof SmtWeights;
 
@@ -179,7 +189,7 @@ export function segmentLengths(t: number, c: number, p: number): number[] {
 }
 
 /** Splits a along axis 0 into pieces of the given lengths by recursive halving (O(size log n) on wasm). */
-function splitLens(a: tf.Tensor, lens: number[]): tf.Tensor[] {
+export function splitLens(a: tf.Tensor, lens: number[]): tf.Tensor[] {
   if (lens.length === 1) return [a];
   const mid = Math.floor(lens.length / 2);
   const left = lens.slice(0, mid).reduce((x, y) => x + y, 0);
@@ -192,7 +202,7 @@ function splitLens(a: tf.Tensor, lens: number[]): tf.Tensor[] {
 }
 
 /** Concatenates along axis 0 pairwise (the gradient then splits in O(size log n)). */
-function concatLens(parts: tf.Tensor[]): tf.Tensor {
+export function concatLens(parts: tf.Tensor[]): tf.Tensor {
   if (parts.length === 1) return parts[0];
   const mid = Math.floor(parts.length / 2);
   return tf.concat([concatLens(parts.slice(0, mid)), concatLens(parts.slice(mid))], 0);
@@ -219,6 +229,13 @@ export function selfModifyingTitansForward(
   state: SmtState | null,
 ): { y: tf.Tensor3D; state: SmtState } {
   checkOptions(o);
+  if (o.parameterization === 'stable') {
+    if (o.momentum !== null) throw new Error(`${o.layerName}: momentum is not part of parameterization 'stable' (set momentum: false)`);
+    if (o.normalize !== 'l2') throw new Error(`${o.layerName}: parameterization 'stable' needs normalize: 'l2'`);
+    const [, , dm] = x.shape;
+    if (o.numHeads * o.headDim !== dm) throw new Error(`selfModifyingTitansForward: numHeads * headDim = ${o.numHeads * o.headDim} must equal the input width ${dm}`);
+    return stableForward(o, w, x, state, { memoryNames, initialState: initialSmtState, segmentLengths, splitLens, concatLens, sentinel });
+  }
   return tf.tidy(() => {
     const [b, t, dm] = x.shape as [number, number, number];
     const { numHeads: h, headDim: dh, hiddenDim: dz } = o;
@@ -512,7 +529,7 @@ export function selfModifyingTitansForward(
  * NaN/Inf sentinel (one device sync per call): per memory, the first token whose values (reads of
  * k, v, eta, alpha, q; retrievals of M_mem) are not all finite. Throws naming layer, memory, token.
  */
-function sentinel(o: SmtOptions, checks: Array<[string, tf.Tensor[]]>, t: number): void {
+export function sentinel(o: SmtOptions, checks: Array<[string, tf.Tensor[]]>, t: number): void {
   const flags = tf.tidy(() =>
     tf.stack(
       checks.map(([, parts]) => {
