@@ -79,6 +79,9 @@ export const fastKey = (l: number, w: string): string => `L${l}/${w}`;
 export const childKey = (l: number, w: string): string => `L${l}/child/${w}`;
 const accKey = (k: string): string => `acc/${k}`;
 const optKey = (k: string): string => `opt/${k}`;
+/** Where level l keeps its transform's state key k: per-parameter keys ('L0/w1::m') are unique already;
+ * global keys ('::slot', e.g. DMGD's shared memory or a schedule's count) get the level: 'opt/L<l>::slot'. */
+const levelOptKey = (l: number, k: string): string => (k.startsWith('::') ? `opt/L${l}${k}` : optKey(k));
 
 export class NlContinuumMemorySystem extends tf.layers.Layer implements InContextLearner<CmsState> {
   static className = 'NlContinuumMemorySystem';
@@ -200,7 +203,7 @@ export class NlContinuumMemorySystem extends tf.layers.Layer implements InContex
           }
         }
         const tr = this.transforms[l];
-        if (tr) for (const [k, v] of Object.entries(tr.init(fast))) s[optKey(k)] = v;
+        if (tr) for (const [k, v] of Object.entries(tr.init(fast))) s[levelOptKey(l, k)] = v;
       }
       return s;
     });
@@ -296,13 +299,14 @@ export class NlContinuumMemorySystem extends tf.layers.Layer implements InContex
           const optState: NamedTensors = {};
           for (const [k, v] of Object.entries(state)) {
             if (k.startsWith(prefix) && keys.some((p) => k.startsWith(`${prefix}${p}::`))) optState[k.slice(prefix.length)] = v;
+            else if (k.startsWith(`${prefix}L${l}::`)) optState[k.slice(`${prefix}L${l}`.length)] = v; // the level's global state
           }
           const r = tr.update(grads, optState, params, firing.get(l)!);
           updates = {};
           for (const k of keys) updates[k] = r.updates[k].mul(eta); // eta(l) * transform(sum of grads)
           for (const [k, v] of Object.entries(r.state)) {
-            out[optKey(k)] = v;
-            done.add(optKey(k));
+            out[levelOptKey(l, k)] = v;
+            done.add(levelOptKey(l, k));
           }
         } else {
           updates = {};
@@ -329,8 +333,8 @@ export class NlContinuumMemorySystem extends tf.layers.Layer implements InContex
         const tr = this.transforms[l + 1];
         if (tr) {
           for (const [k, v] of Object.entries(tr.init(fresh))) {
-            out[optKey(k)] = v;
-            done.add(optKey(k));
+            out[levelOptKey(l + 1, k)] = v;
+            done.add(levelOptKey(l + 1, k));
           }
         }
       }

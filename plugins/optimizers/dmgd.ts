@@ -25,7 +25,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { getInnerLoss, type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
-import { checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
+import { booleanField, checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
 import { need, type PreconditionerKind, preconditionerApply, preconditionerConfig, preconditionerInit, readPreconditioner, PRECONDITIONER_OPTIONS } from './util';
 
 export type DmgdInnerLoss = 'dot' | 'l2';
@@ -48,6 +48,11 @@ export interface DmgdConfig {
   innerLoss?: DmgdInnerLoss;
   /** Seed of W1's initialisation. Default 0. */
   seed?: number;
+  /**
+   * Axis 0 of every tensor indexes independent parameters (a CMS level's per-sequence fast weights [B, ...]):
+   * each entry gets its own memory (state [B, ...], the same initial W1), so sequences do not share one. Default false.
+   */
+  batchAxis?: boolean;
   /** 'l2' target's P (util.ts). Default 'none'. */
   preconditioner?: PreconditionerKind;
   beta2?: number;
@@ -79,16 +84,17 @@ function actGrad(z: tf.Tensor, a: tf.Tensor, kind: DmgdActivation): tf.Tensor {
   return tf.onesLike(z);
 }
 
-/** m(U) = U * c + act(U W1) W2. U: [R, b] -> [R, b] (also returns z, a for the backward pass). */
-export function dmgdForward(u: tf.Tensor2D, w1: tf.Tensor, w2: tf.Tensor, c: tf.Tensor, kind: DmgdActivation): { out: tf.Tensor2D; z: tf.Tensor; a: tf.Tensor } {
-  const z = tf.matMul(u, w1 as tf.Tensor2D); // [R, h]
+/** m(U) = U * c + act(U W1) W2. U: [R, b] -> [R, b], or per entry [E, R, b] with W1 [E, b, h], W2 [E, h, b], c [E, 1, b]
+ * (also returns z, a for the backward pass). */
+export function dmgdForward<T extends tf.Tensor2D | tf.Tensor3D>(u: T, w1: tf.Tensor, w2: tf.Tensor, c: tf.Tensor, kind: DmgdActivation): { out: T; z: tf.Tensor; a: tf.Tensor } {
+  const z = tf.matMul(u, w1 as T); // [(E,) R, h]
   const a = act(z, kind);
-  const out = tf.add(tf.mul(u, c), tf.matMul(a as tf.Tensor2D, w2 as tf.Tensor2D)) as tf.Tensor2D; // [R, b]
+  const out = tf.add(tf.mul(u, c), tf.matMul(a as T, w2 as T)) as T; // [(E,) R, b]
   return { out, z, a };
 }
 
 export function dmgd(config: DmgdConfig = {}, path = 'dmgd'): GradientTransform {
-  const c0 = checkOptions(config, ['learningRate', 'memoryLearningRate', 'memoryDecay', 'hidden', 'activation', 'innerLoss', 'seed', ...PRECONDITIONER_OPTIONS], path);
+  const c0 = checkOptions(config, ['learningRate', 'memoryLearningRate', 'memoryDecay', 'hidden', 'activation', 'innerLoss', 'seed', 'batchAxis', ...PRECONDITIONER_OPTIONS], path);
   const lr = numberField(c0, 'learningRate', path, { above: 0, default: 1 });
   const etaM = numberField(c0, 'memoryLearningRate', path, { min: 0, default: 0.1 });
   const lossName = oneOfField(c0, 'innerLoss', path, DMGD_INNER_LOSSES, 'l2');
@@ -96,13 +102,14 @@ export function dmgd(config: DmgdConfig = {}, path = 'dmgd'): GradientTransform 
   const hidden = numberField(c0, 'hidden', path, { integer: true, min: 1, default: 16 });
   const activation = oneOfField(c0, 'activation', path, DMGD_ACTIVATIONS, 'tanh');
   const seed = numberField(c0, 'seed', path, { integer: true, min: 0, default: 0 });
+  const batchAxis = booleanField(c0, 'batchAxis', path, false);
   const pc = readPreconditioner(c0, path);
   const loss = getInnerLoss(lossName, new Map(), `${path}.innerLoss`);
   const who = 'dmgd';
   return {
     name: 'dmgd',
     config: {
-      learningRate: lr, memoryLearningRate: etaM, memoryDecay: decay, hidden, activation, innerLoss: lossName, seed,
+      learningRate: lr, memoryLearningRate: etaM, memoryDecay: decay, hidden, activation, innerLoss: lossName, seed, batchAxis,
       ...preconditionerConfig(pc),
     },
     init: (params) =>
@@ -113,10 +120,12 @@ export function dmgd(config: DmgdConfig = {}, path = 'dmgd'): GradientTransform 
           const b = dmgdWidth(p.shape);
           const k = dmgdKeys(b);
           if (s[k.w1]) continue;
-          s[k.w1] = tf.randomNormal([b, hidden], 0, 1 / Math.sqrt(b), 'float32', seed * 100003 + b); // [b, h]
-          s[k.w2] = tf.zeros([hidden, b]); // [h, b]
-          s[k.c] = tf.zeros([b]); // [b]
-          s[k.loss] = tf.scalar(0);
+          const w1 = tf.randomNormal([b, hidden], 0, 1 / Math.sqrt(b), 'float32', seed * 100003 + b); // [b, h]
+          const e = p.shape[0]; // batchAxis: one memory per entry, all from the same W1
+          s[k.w1] = batchAxis ? tf.tile(tf.expandDims(w1, 0), [e, 1, 1]) : w1; // [(B,) b, h]
+          s[k.w2] = tf.zeros(batchAxis ? [e, hidden, b] : [hidden, b]); // [(B,) h, b]
+          s[k.c] = tf.zeros(batchAxis ? [e, b] : [b]); // [(B,) b]
+          s[k.loss] = batchAxis ? tf.zeros([e]) : tf.scalar(0);
         }
         return s;
       }),
@@ -131,48 +140,55 @@ export function dmgd(config: DmgdConfig = {}, path = 'dmgd'): GradientTransform 
         }
         for (const [b, names] of groups) {
           const k = dmgdKeys(b);
+          // E = entries with their own memory: 1, or B with batchAxis (a CMS level's per-sequence fast weights [B, ...])
+          const e = batchAxis ? grads[names[0]].shape[0] : 1;
           const uRows: tf.Tensor[] = [];
           const tRows: tf.Tensor[] = [];
           const scales: tf.Tensor[] = [];
           const counts: number[] = [];
+          const rms = (x: tf.Tensor): tf.Tensor => // per entry: [E, 1, 1]
+            tf.reshape(tf.add(tf.sqrt(tf.mean(tf.square(tf.reshape(x, [e, -1])), 1)), RMS_EPS), [e, 1, 1]);
           for (const n of names) {
             const g = grads[n];
-            const uHat = tf.div(g, tf.add(tf.sqrt(tf.mean(tf.square(g))), RMS_EPS)); // scale-free input
-            uRows.push(tf.reshape(uHat, [-1, b]));
-            counts.push(g.size / b);
+            if (batchAxis && g.shape[0] !== e) throw new Error(`${who}: batchAxis: parameter '${n}' has ${g.shape[0]} entries on axis 0, expected ${e} (as '${names[0]}')`);
+            const gRows = tf.reshape(g, [e, -1, b]); // [E, R_n, b]
+            const uHat = tf.div(gRows, rms(g)); // scale-free input
+            uRows.push(uHat);
+            counts.push(gRows.shape[1] as number);
             if (lossName === 'l2') {
               const pg = preconditionerApply(n, g, state, step, pc, next, who); // P u, [...P]
-              const r = tf.add(tf.sqrt(tf.mean(tf.square(pg))), RMS_EPS);
-              tRows.push(tf.reshape(tf.neg(tf.div(pg, r)), [-1, b])); // target -P u / rms(P u)
+              const r = rms(pg);
+              tRows.push(tf.neg(tf.div(tf.reshape(pg, [e, -1, b]), r))); // target -P u / rms(P u)
               scales.push(r);
             } else {
-              tRows.push(tf.reshape(tf.neg(uHat), [-1, b])); // dot target -u^
-              scales.push(tf.add(tf.sqrt(tf.mean(tf.square(g))), RMS_EPS));
+              tRows.push(tf.neg(uHat)); // dot target -u^
+              scales.push(rms(g));
             }
           }
-          const u = (uRows.length === 1 ? uRows[0] : tf.concat(uRows, 0)) as tf.Tensor2D; // [R, b]
-          const t = tRows.length === 1 ? tRows[0] : tf.concat(tRows, 0); // [R, b]
-          const rows = u.shape[0];
-          const w1 = need(state, k.w1, who);
-          const w2 = need(state, k.w2, who);
-          const c = need(state, k.c, who);
+          const u = (uRows.length === 1 ? uRows[0] : tf.concat(uRows, 1)) as tf.Tensor3D; // [E, R, b]
+          const t = tRows.length === 1 ? tRows[0] : tf.concat(tRows, 1); // [E, R, b]
+          const rows = u.shape[1];
+          const w1 = tf.reshape(need(state, k.w1, who), [e, b, hidden]); // [E, b, h]
+          const w2 = tf.reshape(need(state, k.w2, who), [e, hidden, b]); // [E, h, b]
+          const c = tf.reshape(need(state, k.c, who), [e, 1, b]); // [E, 1, b]
           // Write: one GD step on the internal loss (Eq. 50), analytic backprop through the MLP.
           const f = dmgdForward(u, w1, w2, c, activation);
-          next[k.loss] = tf.mean(loss.value(f.out, t)); // [] inner loss before the write
-          const dOut = tf.div(loss.grad(f.out, t), rows); // dL/dout for L = mean over rows, [R, b]
-          const dc = tf.sum(tf.mul(u, dOut), 0); // [b]
-          const dW2 = tf.matMul(f.a as tf.Tensor2D, dOut as tf.Tensor2D, true, false); // [h, b]
-          const dz = tf.mul(tf.matMul(dOut as tf.Tensor2D, w2 as tf.Tensor2D, false, true), actGrad(f.z, f.a, activation)); // [R, h]
-          const dW1 = tf.matMul(u, dz as tf.Tensor2D, true, false); // [b, h]
+          const lossNow = tf.mean(loss.value(f.out, t), 1); // [E] inner loss before the write
+          next[k.loss] = batchAxis ? lossNow : tf.reshape(lossNow, []);
+          const dOut = tf.div(loss.grad(f.out, t), rows); // dL/dout for L = mean over rows, [E, R, b]
+          const dc = tf.sum(tf.mul(u, dOut), 1, true); // [E, 1, b]
+          const dW2 = tf.matMul(f.a as tf.Tensor3D, dOut as tf.Tensor3D, true, false); // [E, h, b]
+          const dz = tf.mul(tf.matMul(dOut as tf.Tensor3D, w2 as tf.Tensor3D, false, true), actGrad(f.z, f.a, activation)); // [E, R, h]
+          const dW1 = tf.matMul(u, dz as tf.Tensor3D, true, false); // [E, b, h]
           const c1 = tf.sub(tf.mul(c, decay), tf.mul(dc, etaM));
           const w21 = tf.sub(tf.mul(w2, decay), tf.mul(dW2, etaM));
           const w11 = tf.sub(w1, tf.mul(dW1, etaM));
-          next[k.c] = c1;
-          next[k.w2] = w21;
-          next[k.w1] = w11;
+          next[k.c] = tf.reshape(c1, need(state, k.c, who).shape);
+          next[k.w2] = tf.reshape(w21, need(state, k.w2, who).shape);
+          next[k.w1] = tf.reshape(w11, need(state, k.w1, who).shape);
           // Read with the written memory: W += lr * rms * m(u^).
-          const out = dmgdForward(u, w11, w21, c1, activation).out; // [R, b]
-          const parts = names.length === 1 ? [out] : tf.split(out, counts, 0);
+          const out = dmgdForward(u, w11, w21, c1, activation).out; // [E, R, b]
+          const parts = names.length === 1 ? [out] : tf.split(out, counts, 1);
           names.forEach((n, i) => {
             updates[n] = tf.reshape(tf.mul(parts[i], tf.mul(scales[i], lr)), grads[n].shape);
           });

@@ -17,8 +17,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { type GradientTransform, type NamedTensors, stateKey, tidyResult, tidyState } from '../../core';
-import { checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
-import { adamSlotStep, asMatrix, need, newtonSchulzMany, readAdam } from './util';
+import { booleanField, checkOptions, numberField, oneOfField } from '../../core/transforms/validate';
+import { adamSlotStep, isNsMatrix, need, newtonSchulzParams, readAdam } from './util';
 
 export type M3Momentum = 'accumulate' | 'ema';
 export const M3_MOMENTA: readonly M3Momentum[] = ['accumulate', 'ema'];
@@ -49,6 +49,11 @@ export interface M3Config {
   momentum?: M3Momentum;
   /** Default 'afterNs' (Algorithm 1 as printed); 'beforeNs' divides by sqrt(V) before Newton-Schulz (see M3Precondition). */
   precondition?: M3Precondition;
+  /**
+   * Axis 0 of every tensor indexes independent parameters (a CMS level's per-sequence fast weights [B, ...]):
+   * Newton-Schulz runs per entry, and per-entry vectors (rank 2 here) use the AdamW fallback. Default false.
+   */
+  batchAxis?: boolean;
   /** Default 1e-8. */
   epsilon?: number;
   /** Default 5. */
@@ -62,7 +67,7 @@ export interface M3Config {
 }
 
 const M3_OPTIONS = [
-  'learningRate', 'beta1', 'beta2', 'beta3', 'alpha', 'frequency', 'momentum', 'precondition', 'epsilon', 'nsSteps', 'weightDecay',
+  'learningRate', 'beta1', 'beta2', 'beta3', 'alpha', 'frequency', 'momentum', 'precondition', 'batchAxis', 'epsilon', 'nsSteps', 'weightDecay',
   'adamLearningRate', 'adamBeta1', 'adamBeta2', 'adamEpsilon',
 ] as const;
 
@@ -76,6 +81,7 @@ export function m3(config: M3Config, path = 'm3'): GradientTransform {
   const f = numberField(c, 'frequency', path, { integer: true, min: 1, default: 10 });
   const mode = oneOfField(c, 'momentum', path, M3_MOMENTA, 'accumulate');
   const pre = oneOfField(c, 'precondition', path, M3_PRECONDITIONS, 'afterNs');
+  const batchAxis = booleanField(c, 'batchAxis', path, false);
   const eps = numberField(c, 'epsilon', path, { above: 0, default: 1e-8 });
   const nsSteps = numberField(c, 'nsSteps', path, { integer: true, min: 1, default: 5 });
   const wd = numberField(c, 'weightDecay', path, { min: 0, default: 0 });
@@ -85,14 +91,14 @@ export function m3(config: M3Config, path = 'm3'): GradientTransform {
   return {
     name: 'm3',
     config: {
-      learningRate: lr, beta1: b1, beta2: b2, beta3: b3, alpha, frequency: f, momentum: mode, precondition: pre, epsilon: eps, nsSteps, weightDecay: wd,
+      learningRate: lr, beta1: b1, beta2: b2, beta3: b3, alpha, frequency: f, momentum: mode, precondition: pre, batchAxis, epsilon: eps, nsSteps, weightDecay: wd,
       adamLearningRate: adam.learningRate, adamBeta1: adam.beta1, adamBeta2: adam.beta2, adamEpsilon: adam.epsilon,
     },
     init: (params) =>
       tidyState(() => {
         const s: NamedTensors = {};
         for (const [n, p] of Object.entries(params)) {
-          const slots = p.rank >= 2 ? ['m1', 'm2', 'o2', 'v', 's'] : ['adam/m', 'adam/v'];
+          const slots = isNsMatrix(p.shape, batchAxis) ? ['m1', 'm2', 'o2', 'v', 's'] : ['adam/m', 'adam/v'];
           for (const slot of slots) s[stateKey(n, slot)] = tf.zerosLike(p); // [...P]
         }
         return s;
@@ -107,7 +113,7 @@ export function m3(config: M3Config, path = 'm3'): GradientTransform {
         const refresh = step % f === 0;
         const mats: Array<{ n: string; m1: tf.Tensor; m2: tf.Tensor; v: tf.Tensor; o2: tf.Tensor }> = [];
         for (const [n, g] of Object.entries(grads)) {
-          if (g.rank < 2) {
+          if (!isNsMatrix(g.shape, batchAxis)) {
             adamSlotStep(n, g, state, params, step, adam, who, 'adam/', updates, next);
             continue;
           }
@@ -136,9 +142,9 @@ export function m3(config: M3Config, path = 'm3'): GradientTransform {
         // Newton-Schulz of every matrix at once, same-shaped ones batched (util.ts newtonSchulzMany).
         const before = pre === 'beforeNs';
         const denoms = mats.map((e) => tf.add(tf.sqrt(ema ? tf.div(e.v, 1 - Math.pow(b2, step)) : e.v), eps)); // sqrt(V) + eps, [...P]
-        const nsIn = (x: tf.Tensor, i: number): tf.Tensor2D => asMatrix(before ? tf.div(x, denoms[i]) : x, 'row');
-        const o1s = newtonSchulzMany(mats.map((e, i) => nsIn(e.m1, i)), nsSteps);
-        const o2New = refresh ? newtonSchulzMany(mats.map((e, i) => nsIn(e.m2, i)), nsSteps) : null;
+        const nsIn = (x: tf.Tensor, i: number): tf.Tensor => (before ? tf.div(x, denoms[i]) : x);
+        const o1s = newtonSchulzParams(mats.map((e, i) => nsIn(e.m1, i)), nsSteps, batchAxis);
+        const o2New = refresh ? newtonSchulzParams(mats.map((e, i) => nsIn(e.m2, i)), nsSteps, batchAxis) : null;
         mats.forEach((e, i) => {
           const o1 = tf.reshape(o1s[i], e.m1.shape);
           const sum = tf.add(o1, tf.mul(e.o2, alpha)); // uses the O2 of the previous refresh

@@ -100,6 +100,30 @@ export function newtonSchulzMany(xs: tf.Tensor2D[], steps: number, eps = 1e-7): 
   });
 }
 
+/**
+ * Whether a parameter is a matrix for Newton-Schulz. batchAxis false: rank >= 2 (viewed as
+ * [prod(shape[:-1]), last]). batchAxis true: axis 0 indexes independent parameters (a CMS level's
+ * per-sequence fast weights [B, ...]), so each entry is a matrix when rank >= 3.
+ */
+export function isNsMatrix(shape: readonly number[], batchAxis: boolean): boolean {
+  return shape.length >= (batchAxis ? 3 : 2);
+}
+
+/** The [r, c] matrix each Newton-Schulz call sees for a parameter of this shape (per batch entry with batchAxis). */
+export function nsMatrixShape(shape: readonly number[], batchAxis: boolean): [number, number] {
+  return matrixShape(batchAxis ? shape.slice(1) : shape, 'row');
+}
+
+/**
+ * Newton-Schulz of parameter-shaped tensors (each isNsMatrix), returned in their shapes. batchAxis false:
+ * each tensor is one matrix, same-shaped ones batched (newtonSchulzMany). batchAxis true: each tensor
+ * [B, ...] is B matrices orthogonalised separately in one newtonSchulzBatch call (no coupling across B).
+ */
+export function newtonSchulzParams(xs: tf.Tensor[], steps: number, batchAxis: boolean): tf.Tensor[] {
+  if (!batchAxis) return newtonSchulzMany(xs.map((x) => asMatrix(x, 'row')), steps).map((o, i) => tf.reshape(o, xs[i].shape));
+  return xs.map((x) => tf.reshape(newtonSchulzBatch(tf.reshape(x, [x.shape[0], ...nsMatrixShape(x.shape, true)]) as tf.Tensor3D, steps), x.shape));
+}
+
 // ---------------------------------------------------------------------------------------------
 // AdamW (also the 1-D fallback of Muon and M3)
 
