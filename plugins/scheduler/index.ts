@@ -16,6 +16,11 @@ export type {
 } from './trainer';
 export { saveTrainerCheckpoint, loadTrainerCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint';
 export { tokenSquaredError, tokenCrossEntropy } from './losses';
+// Data parallelism, platform-neutral parts (the Node worker_threads transport is parallel/node.ts, imported directly).
+export { DataParallelTrainer, type ParallelTrainResult } from './parallel/coordinator';
+export { serveReplica, type ReplicaFactory, type ReplicaHandle } from './parallel/replica';
+export { loopbackPair } from './parallel/loopback';
+export type { Transport, CoordinatorTransport, ReplicaTransport, ToReplica, FromReplica, WireTensor, Measurement } from './parallel/protocol';
 // Levels as data and the pure plan come from core (createPeriodicScheduler, LevelSpec).
 export { createPeriodicScheduler } from '../../core';
 export type { LevelSpec, Scheduler, Boundary } from '../../core';
