@@ -14,7 +14,8 @@
  *    the bytes in live tfjs tensor buffers (exact, sampled at every allocation; weights, optimizer state
  *    and activations included; with workers: per rank, the largest rank reported), and the process RSS
  *    after the steps (includes the wasm heaps, which never shrink, and the worker threads), and
- *    `cores_busy`: process CPU time (all threads) / wall time over the timed steps.
+ *    `cores_busy`: process CPU time (all threads) / wall time over the timed steps, and `cpu_ms_per_step`
+ *    (all threads; on a loaded machine, cpu(1 worker) / (cpu(N) / N) estimates the speedup on N idle cores).
  * 2. Generation tokens/s for hope-small and transformer-small after a context of N tokens (prefill in
  *    pieces of 256 with carried states, not timed): every context is prefilled first, then
  *    --repeats rounds time --genTokens greedy tokens at each context in turn (interleaved, so machine
@@ -218,6 +219,9 @@ async function trainAB(tc: TrainCase, workersList: number[], steps: number, back
       emit({ suite, case: `train/${name}`, metric: 'tokens_per_s', value: (B * T) / (ms / 1000), unit: 'tok/s', ...extra });
       // cores busy = process CPU time / wall time over the timed steps (2 = both cores of this machine)
       emit({ suite, case: `train/${name}`, metric: 'cores_busy', value: a.cpuMs / a.times.reduce((x, y) => x + y, 0), unit: 'cores', T, B, workers: a.workers });
+      // CPU time per step, all threads: less sensitive to machine load than wall time; with N workers
+      // cpu(1) / (cpu(N) / N) is the speedup N idle cores would give (perfect balance)
+      emit({ suite, case: `train/${name}`, metric: 'cpu_ms_per_step', value: a.cpuMs / a.times.length, unit: 'ms', T, B, workers: a.workers });
       emit({ suite, case: `train/${name}`, metric: 'kernel_calls_per_step', value: a.kernels, unit: 'calls', T, B, workers: a.workers, ...(a.workers > 1 ? { largestRank: a.kernelsMaxRank } : {}) });
       emit({ suite, case: `train/${name}`, metric: 'peak_tensor_bytes', value: a.peak, unit: 'bytes', T, B, workers: a.workers, ...(a.workers > 1 ? { per: 'largest rank' } : {}) });
       if (base && a !== base) emit({ suite, case: `train/${name}`, metric: 'speedup_vs_1_worker', value: median(base.times) / ms, unit: 'x', T, B, workers: a.workers });
