@@ -28,7 +28,7 @@ import { NestedTrainer } from '../plugins/scheduler/trainer';
 import { digitExamples } from './mnist-data';
 import { withSeededRandom } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
-import { toyRun } from '../plugins/optimizers/toy';
+import { type Toy64Optimizer, toyRun, toyRunFloat64 } from '../plugins/optimizers/toy';
 
 export interface OptimizersConfig {
   /** Optimizer label -> base spec (learning rates get multiplied by the grid). */
@@ -36,7 +36,7 @@ export interface OptimizersConfig {
   lrMultipliers: number[];
   mnist: { trainPerClass: number; testPerClass: number; hidden: number; epochs: number; batchSize: number; curveEvery: number };
   hope: { preset: string; steps: number; batchSize: number; seqLength: number; clipNorm: number; curveEvery: number; valBatches: number } | null;
-  toy: { k: number; a: number; w: number; learningRate: number; alpha: number; maxSteps: number; curveEvery: number; variants: Record<string, { kind: 'momentum' | 'delta'; keyNorm?: 'none' | 'frobenius'; beta?: number }> };
+  toy: { k: number; a: number; w: number; learningRate: number; alpha: number; maxSteps: number; curveEvery: number; variants: Record<string, { kind: 'momentum' | 'delta'; keyNorm?: 'none' | 'frobenius'; beta?: number | 'lr^2' }> };
   seed: number;
 }
 
@@ -45,6 +45,9 @@ const OPTIMIZERS: Record<string, TransformSpec> = {
   // Not Algorithm 1: EMAs instead of sums (V bias-corrected), the plugin's 'ema' option, to see whether M3's
   // accumulating V (Adagrad-like shrinking steps) is what costs it.
   m3Ema: { transform: 'm3', config: { learningRate: 0.0003, momentum: 'ema', frequency: 4, adamLearningRate: 0.003 } },
+  // Not Algorithm 1: sqrt(V) divides the momenta BEFORE Newton-Schulz (precondition 'beforeNs'), a scale-free step;
+  // Algorithm 1's NS(M) / sqrt(V) scales like 1/|g| (plugins/optimizers/README.md).
+  m3BeforeNs: { transform: 'm3', config: { learningRate: 0.01, frequency: 4, adamLearningRate: 0.003, precondition: 'beforeNs' } },
   adamw: { transform: 'adamw', config: { learningRate: 0.003, weightDecay: 0.01 } },
   muon: { transform: 'muon', config: { learningRate: 0.003 } },
   dmgd: { transform: 'dmgd', config: { learningRate: 0.1, innerLoss: 'dot', hidden: 8 } },
@@ -56,6 +59,8 @@ const TOY_VARIANTS: OptimizersConfig['toy']['variants'] = {
   'delta momentum (normalised key, beta 1)': { kind: 'delta' },
   'delta momentum (beta 0.1)': { kind: 'delta', beta: 0.1 },
   'delta momentum (raw key, Eq. 49 as printed)': { kind: 'delta', keyNorm: 'none' },
+  // key = the value momentum writes, lr g (Eq. 33 writes -lr g): with the raw gradient as key that is beta = lr^2
+  'delta momentum (key = lr g, beta lr^2)': { kind: 'delta', keyNorm: 'none', beta: 'lr^2' },
 };
 
 const FULL: OptimizersConfig = {
@@ -242,13 +247,18 @@ export const optimizers: Experiment<OptimizersConfig> = {
     }
     // 3. Figure 4 toy.
     const toy: Record<string, number> = {};
+    const toy64: Record<string, number> = {}; // the same optimizers written out in float64 (toy.ts toyRunFloat64)
     for (const [label, v] of Object.entries(cfg.toy.variants)) {
+      const lr = cfg.toy.learningRate;
+      const beta = v.beta === 'lr^2' ? lr * lr : v.beta ?? 1;
       const t = v.kind === 'momentum'
-        ? assocMomentum({ learningRate: cfg.toy.learningRate, alpha: cfg.toy.alpha })
-        : deltaMomentum({ learningRate: cfg.toy.learningRate, alpha: cfg.toy.alpha, ...(v.keyNorm ? { keyNorm: v.keyNorm } : {}), ...(v.beta !== undefined ? { beta: v.beta } : {}) });
+        ? assocMomentum({ learningRate: lr, alpha: cfg.toy.alpha })
+        : deltaMomentum({ learningRate: lr, alpha: cfg.toy.alpha, keyNorm: v.keyNorm ?? 'frobenius', beta });
       const r = toyRun(t, cfg.toy);
       toy[label] = r.steps;
-      opts.log?.(`optimizers toy ${label}: steps to psi < 1e-4: ${r.steps}`);
+      const o: Toy64Optimizer = v.kind === 'momentum' ? { kind: 'momentum', learningRate: lr, alpha: cfg.toy.alpha } : { kind: 'delta', learningRate: lr, alpha: cfg.toy.alpha, beta, keyNorm: v.keyNorm ?? 'frobenius' };
+      toy64[label] = toyRunFloat64(o, cfg.toy).steps;
+      opts.log?.(`optimizers toy ${label}: steps to psi < 1e-4: ${r.steps} (float64 reference ${toy64[label]})`);
       for (const c of r.curve) rows.push({ part: 'figure-4 toy', optimizer: label, learningRate: cfg.toy.learningRate, step: c.step, metric: 'log10 psi', value: +Math.log10(Math.max(c.psi, 1e-12)).toFixed(3), testAccuracy: null, stepsToMinimum: r.steps });
     }
     // Summary and verdict.
@@ -276,25 +286,29 @@ export const optimizers: Experiment<OptimizersConfig> = {
             '',
           ]
         : []),
-      `Figure 4 toy (k ${cfg.toy.k}, a ${cfg.toy.a}, w ${cfg.toy.w}, lr ${cfg.toy.learningRate}, alpha ${cfg.toy.alpha}): steps to psi < 1e-4.`,
+      `Figure 4 toy (k ${cfg.toy.k}, a ${cfg.toy.a}, w ${cfg.toy.w}, lr ${cfg.toy.learningRate}, alpha ${cfg.toy.alpha}): steps to psi < 1e-4, with the transforms on ${tf.getBackend()} (float32) and written out in float64.`,
       '',
-      '| optimizer | steps |',
-      '|---|---|',
-      ...Object.entries(toy).map(([k, s]) => `| ${k} | ${stepsTxt(s)} |`),
+      '| optimizer | steps (transforms) | steps (float64) |',
+      '|---|---|---|',
+      ...Object.entries(toy).map(([k, s]) => `| ${k} | ${stepsTxt(s)} | ${stepsTxt(toy64[k])} |`),
     ].join('\n');
     const bestBy = (score: (n: string) => number): string => names.reduce((a, n) => (score(n) < score(a) ? n : a), names[0]);
     const mnistBest = bestBy((n) => picked[n].res.lastEpochLoss);
     const hopeBest = cfg.hope ? bestBy(hopeFinal) : null;
     const m3Wins = (score: (n: string) => number, m3 = 'm3'): boolean => score(m3) <= Math.min(score('adamw'), score('muon'));
     const hasEma = names.includes('m3Ema');
-    const mom = toy.momentum;
-    const del = toy['delta momentum (normalised key, beta 1)'];
-    const deltaFaster = del > 0 && del <= cfg.toy.maxSteps && (mom < 0 || mom > cfg.toy.maxSteps || del < mom);
+    const hasPre = names.includes('m3BeforeNs');
+    const faster = (d: number, m: number): boolean => d > 0 && d <= cfg.toy.maxSteps && (m < 0 || m > cfg.toy.maxSteps || d < m);
+    const mom = toy64.momentum;
+    const del = toy64['delta momentum (normalised key, beta 1)'];
+    const keyLr = toy64['delta momentum (key = lr g, beta lr^2)'];
+    const raw = toy64['delta momentum (raw key, Eq. 49 as printed)'];
     const verdict =
       `M3 ${m3Wins((n) => picked[n].res.lastEpochLoss) ? 'beats' : 'does not beat'} AdamW and Muon on MNIST training loss (best: ${mnistBest}` +
-      `${hasEma ? `; the EMA variant m3Ema ${m3Wins((n) => picked[n].res.lastEpochLoss, 'm3Ema') ? 'beats' : 'does not beat'} them` : ''}); ` +
-      (cfg.hope ? `on hope-tiny training loss M3 ${m3Wins(hopeFinal) ? 'beats' : 'does not beat'} AdamW and Muon (best: ${hopeBest}${hasEma ? `; m3Ema ${m3Wins(hopeFinal, 'm3Ema') ? 'beats' : 'does not beat'} them` : ''}); ` : '') +
-      `Figure 4 toy: delta momentum ${deltaFaster ? 'reaches the minimum first' : 'does not reach the minimum before momentum'} (momentum ${stepsTxt(mom)}, delta ${stepsTxt(del)} steps)`;
+      `${hasEma ? `; the EMA variant m3Ema ${m3Wins((n) => picked[n].res.lastEpochLoss, 'm3Ema') ? 'beats' : 'does not beat'} them` : ''}` +
+      `${hasPre ? `; m3BeforeNs ${m3Wins((n) => picked[n].res.lastEpochLoss, 'm3BeforeNs') ? 'beats' : 'does not beat'} them` : ''}); ` +
+      (cfg.hope ? `on hope-tiny training loss M3 ${m3Wins(hopeFinal) ? 'beats' : 'does not beat'} AdamW and Muon (best: ${hopeBest}${hasEma ? `; m3Ema ${m3Wins(hopeFinal, 'm3Ema') ? 'beats' : 'does not beat'} them` : ''}${hasPre ? `; m3BeforeNs ${m3Wins(hopeFinal, 'm3BeforeNs') ? 'beats' : 'does not beat'} them` : ''}); ` : '') +
+      `Figure 4 toy (float64; the reading of Eq. 49 decides): with the key lr g delta momentum ${faster(keyLr, mom) ? 'reaches the minimum first' : 'does not reach the minimum first'} (${stepsTxt(keyLr)} vs momentum ${stepsTxt(mom)} steps); with the normalised key it ${faster(del, mom) ? 'is faster' : 'is slower'} (${stepsTxt(del)}); Eq. 49 as printed (raw key, erase 1): ${stepsTxt(raw)}`;
     return {
       rows,
       columns: ['part', 'optimizer', 'learningRate', 'step', 'metric', 'value', 'testAccuracy', 'stepsToMinimum'],
@@ -303,7 +317,7 @@ export const optimizers: Experiment<OptimizersConfig> = {
         `Specs (base learning rates are those of plugins/optimizers/specs.test-data.ts, chosen there for stable training): ${Object.entries(cfg.optimizers).map(([k, s]) => `${k} ${JSON.stringify(s.config)}`).join('; ')}. The grid multiplies learningRate and adamLearningRate (M3's and Muon's AdamW fallback for rank < 2) together.`,
         'MNIST: the setup of plugins/optimizers/mnist.test.ts (784-32-10 tanh, seeded glorot initialisers, same data order); the curve is the training loss per batch, averaged over windows. Selection on training loss (the quantity the paper compares), so test accuracy is not used to pick.',
         cfg.hope ? `hope-tiny: presets/hope-tiny.yaml model, seeded weights (same for every optimizer), the same ${cfg.hope.steps} training batches (cli/data trainBatch), NestedTrainer with the CMS levels learning in context; the paper's M3 claim is for ViT training at scale, this is a ${cfg.hope.steps}-step probe. No grid on hope-tiny (one run costs ~${cfg.hope.steps} x 1-2 s on this machine).` : 'hope-tiny: skipped.',
-        'Figure 4 toy: the computation of plugins/optimizers/toy.test.ts (same constants, fixed before measuring), plus the weak-erase variant beta 0.1 from that README\'s exploratory grid; rows hold log10 psi every few steps.',
+        'Figure 4 toy: the computation of plugins/optimizers/toy.test.ts (same constants, fixed before measuring), plus the weak-erase variant beta 0.1 from that README\'s exploratory grid and the reading key = lr g; rows hold log10 psi every few steps (transforms). Steps are also computed in float64 (toyRunFloat64, analytic gradient), which the verdict uses: float32 rounding moves the counts on this curved valley (wasm: momentum 147 vs 174 in float64 and on cpu).',
         'One seed: differences of a few hundredths in loss are noise.',
       ],
       verdict,

@@ -86,13 +86,13 @@ describe('experiments: continual-mnist, continual-lm, optimizers (smoke sizes)',
     const w = await runExperiment(getExperiment('optimizers'), { smoke: true, out, seed: 1 });
     expect(tf.memory().numTensors).to.equal(before);
     const j = smokeChecks('optimizers', w, out);
-    const opts = ['m3', 'm3Ema', 'adamw', 'muon', 'dmgd', 'deltaMomentum'];
+    const opts = ['m3', 'm3Ema', 'm3BeforeNs', 'adamw', 'muon', 'dmgd', 'deltaMomentum'];
     for (const part of ['mnist-mlp', 'hope-tiny']) {
       expect([...new Set(j.rows.filter((r) => r.part === part).map((r) => r.optimizer))].sort(), part).to.deep.equal([...opts].sort());
     }
     for (const r of j.rows.filter((x) => x.part === 'mnist-mlp' && x.metric === 'test accuracy')) expect(Number(r.value)).to.be.within(0, 1);
     const toy = j.rows.filter((r) => r.part === 'figure-4 toy');
-    expect(toy.filter((r) => r.step === 0).map((r) => r.value)).to.have.length(4);
+    expect(toy.filter((r) => r.step === 0).map((r) => r.value)).to.have.length(5);
     // psi(-3.5, 2) = 12.25 + 10 (-5.5 + 0.5 sin(-10.5))^2 (hand value), the same start for every variant
     const psi0 = 12.25 + 10 * Math.pow(-5.5 + 0.5 * Math.sin(-10.5), 2);
     for (const r of toy.filter((x) => x.step === 0)) expect(Number(r.value)).to.be.closeTo(Math.log10(psi0), 1e-3);
