@@ -8,6 +8,7 @@ import { needle } from './needle';
 import { continualMnist } from './continual-mnist';
 import { continualLm } from './continual-lm';
 import { optimizers } from './optimizers';
+import { stability } from './stability';
 import type { Experiment } from './types';
 
 export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
@@ -20,6 +21,7 @@ export const EXPERIMENTS: Readonly<Record<string, Experiment<any>>> = {
   [continualMnist.name]: continualMnist,
   [continualLm.name]: continualLm,
   [optimizers.name]: optimizers,
+  [stability.name]: stability,
 };
 export const EXPERIMENT_NAMES: readonly string[] = Object.keys(EXPERIMENTS);
 

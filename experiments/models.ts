@@ -13,8 +13,12 @@ import type { LayerSpec } from '../plugins/hope/block';
 import { NestedTrainer } from '../plugins/scheduler/trainer';
 import { nlRuntime } from '../cli/run';
 
-/** The block kinds of plugins/hope plus plain (additive) linear attention, the paper's "linear attention" baseline. */
-export type ModelKind = BlockKind | 'linear-attention';
+/**
+ * The block kinds of plugins/hope plus plain (additive) linear attention, the paper's "linear attention"
+ * baseline, and 'hope-paper': HOPE with the self-modifying Titans' 'paper' parameterisation (the rows
+ * kept beside the default 'stable' HOPE).
+ */
+export type ModelKind = BlockKind | 'linear-attention' | 'hope-paper';
 
 /** One block of a kind; 'linear-attention' mirrors blockSpec's DeltaNet block with rule 'additive' (Eq. 18). */
 export function modelBlockSpec(kind: ModelKind, s: ModelSizes): LayerSpec {
@@ -23,6 +27,11 @@ export function modelBlockSpec(kind: ModelKind, s: ModelSizes): LayerSpec {
       className: 'NlResidualBlock',
       config: { mixer: { className: 'NlLinearAttention', config: { numHeads: s.numHeads, rule: 'additive', chunkSize: s.chunkSize } }, ffn: { className: 'NlGatedMlp', config: { expansion: 8 / 3 } } },
     };
+  }
+  if (kind === 'hope-paper') {
+    const spec = blockSpec('hope', { numHeads: s.numHeads, chunkSize: s.chunkSize, ...(s.cmsLevels ? { cmsLevels: s.cmsLevels } : {}) });
+    const mixer = (spec.config as { mixer: LayerSpec }).mixer;
+    return { ...spec, config: { ...spec.config, mixer: { ...mixer, config: { ...mixer.config, parameterization: 'paper' } } } };
   }
   return blockSpec(kind, { numHeads: s.numHeads, chunkSize: s.chunkSize, ...(s.cmsLevels ? { cmsLevels: s.cmsLevels } : {}) });
 }

@@ -74,6 +74,8 @@ export interface SmtOptions {
   parameterization: SmtParameterization;
   /** 'stable' only: step-size multiple of W2 and of the non-retrieval memories (b = slowRate beta). */
   slowRate: number;
+  /** 'stable' only: run M_mem's writes in the phase-1 segment call when the chunk sizes and clocks agree (default true; same values, fewer kernels). */
+  mergePhases?: boolean;
   /**
    * Activation checkpointing per chunk (core/ops/checkpoint.ts), default true: under a gradient tape only
    * each chunk's inputs are kept and the chunk is recomputed in the backward pass. Same values and

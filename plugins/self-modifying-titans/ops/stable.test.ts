@@ -162,10 +162,30 @@ describe("self-modifying-titans, parameterization 'stable'", () => {
     }
   });
 
+  describe('merged phases (chunkSize == memChunkSize) == two phases', () => {
+    for (const [t, over] of [[21, {}], [37, { adaptiveQ: true, dgd: false }]] as Array<[number, Partial<SmtOptions>]>) {
+      it(`outputs, state, gradients, T=${t} ${JSON.stringify(over)}`, () => {
+        tf.tidy(() => {
+          const o = stableTestOptions({ chunkSize: 8, memChunkSize: 8, ...over });
+          const w = testWeights(o);
+          const xx = x(2, t);
+          const r = tf.randomNormal([2, t, TEST_D], 0, 1, 'float32', 9);
+          const a = selfModifyingTitansForward({ ...o, mergePhases: false }, w, xx, null);
+          const b = selfModifyingTitansForward(o, w, xx, null);
+          close(b.y, a.y, 'y');
+          compareStates(b.state, a.state, 'state');
+          const ga = gradsOf({ ...o, mergePhases: false }, w, xx, r);
+          const gb = gradsOf(o, w, xx, r);
+          ['x', ...Object.keys(w)].forEach((n, i) => close(gb[i], ga[i], `d/d${n}`));
+        });
+      });
+    }
+  });
+
   describe('streaming', () => {
-    it('one call == split calls (mid-chunk splits) == token by token', () => {
+    for (const [c, mc] of [[4, 3], [4, 4]]) it(`one call == split calls (mid-chunk splits) == token by token (chunk ${c}, memChunk ${mc}${c === mc ? ': merged phases' : ''})`, () => {
       tf.tidy(() => {
-        const o = stableTestOptions({ chunkSize: 4, memChunkSize: 3 });
+        const o = stableTestOptions({ chunkSize: c, memChunkSize: mc });
         const w = testWeights(o);
         const xx = x(2, 13);
         const one = selfModifyingTitansForward(o, w, xx, null);

@@ -248,20 +248,32 @@ export function stableForward(o: SmtOptions, w: SmtWeights, x: tf.Tensor, state:
     };
 
     // ---- Phase 1: memories k, v, eta, alpha (q), chunks of o.chunkSize (Eq. 90) ----
+    // Merged (chunkSize == memChunkSize, clocks in step): M_mem's writes at chunk i use the k, v, rates
+    // read at chunk i's start, so they run in the same segment call as the phase-1 memories (its rows
+    // appended to the group, step beta instead of slowRate beta); one loop instead of two, same values.
     let run1 = { w1: toGroup(s0.W1), w2: toGroup(s0.W2) };
     let snap1 = { w1: toGroup(s0.W1snap), w2: toGroup(s0.W2snap) };
     const p1 = s0.clock.shape[1] as number;
+    const p2 = s0.memClock.shape[1] as number;
+    const merged = (o.mergePhases ?? true) && o.chunkSize === o.memChunkSize && p1 === p2;
+    let run2 = { w1: flat(s0.memW1), w2: flat(s0.memW2) };
+    let snap2 = { w1: flat(s0.memW1snap), w2: flat(s0.memW2snap) };
     const lens1 = hp.segmentLengths(t, o.chunkSize, p1);
     const inSegs = hp.splitLens(memIn, lens1);
     const kSegs = hp.splitLens(xk, lens1);
     const vSegs = hp.splitLens(xv, lens1);
     const qSegs = hp.splitLens(xq, lens1);
     const outs: Record<'k' | 'v' | 'beta' | 'logA' | 'q', tf.Tensor[]> = { k: [], v: [], beta: [], logA: [], q: [] };
+    const outO: tf.Tensor[] = [];
     const checks: Record<string, tf.Tensor[]> = {};
     for (const nmName of names) checks[nmName] = [];
     let pos1 = p1;
+    const both = (a: tf.Tensor, bm: tf.Tensor): tf.Tensor => tf.concat([a, bm], 0); // [N1 + N2, ...]
+    const split2 = (a: tf.Tensor): tf.Tensor[] => tf.split(a, [n1, n2], 0);
     lens1.forEach((l, i) => {
       const xs = [run1.w1, run1.w2, snap1.w1, snap1.w2, mm(inSegs[i]), hm(kSegs[i]), hm(vSegs[i]), hm(qSegs[i]), req('etaBias'), ...(o.weightDecay ? [req('alphaBias')] : [])];
+      const nIn = xs.length;
+      if (merged) xs.push(run2.w1, run2.w2, snap2.w1, snap2.w2);
       const res = run((a: tf.Tensor[]): tf.Tensor[] => {
         const [w1, w2, sw1, sw2, xin, kIn, vIn, qIn, etaBias] = a as tf.Tensor3D[];
         const alphaBias = o.weightDecay ? a[9] : null;
@@ -276,34 +288,53 @@ export function stableForward(o: SmtOptions, w: SmtWeights, x: tf.Tensor, state:
           ? tf.log(tf.sigmoid(perHead(pick('alpha').mean(-1), alphaBias)).mul(1 - o.alphaMin).add(o.alphaMin))
           : tf.zeros([n2, l])) as tf.Tensor2D;
         const bSlow = tileMem(beta.mul(o.slowRate)) as tf.Tensor2D; // every phase-1 matrix learns at slowRate beta
-        const next = stableSegment(o, w1, w2, sw1, sw2, tileMem(k) as tf.Tensor3D, tileMem(v) as tf.Tensor3D, bSlow, bSlow, tileMem(logA) as tf.Tensor2D, null);
-        return [next.w1, next.w2, k, v, beta, logA, q, ...(o.sentinel ? names.map(pick) : [])];
+        const checkOut = o.sentinel ? names.map(pick) : [];
+        if (!merged) {
+          const next = stableSegment(o, w1, w2, sw1, sw2, tileMem(k) as tf.Tensor3D, tileMem(v) as tf.Tensor3D, bSlow, bSlow, tileMem(logA) as tf.Tensor2D, null);
+          return [next.w1, next.w2, k, v, beta, logA, q, ...checkOut];
+        }
+        const [mw1, mw2, msw1, msw2] = a.slice(nIn) as tf.Tensor3D[];
+        // group rows: [phase-1 memories (N1) ; M_mem (N2)]; reads at q are kept for the M_mem rows only
+        const r = stableSegment(
+          o, both(w1, mw1) as tf.Tensor3D, both(w2, mw2) as tf.Tensor3D, both(sw1, msw1) as tf.Tensor3D, both(sw2, msw2) as tf.Tensor3D,
+          tf.concat(new Array<tf.Tensor>(nm + 1).fill(k), 0) as tf.Tensor3D, tf.concat(new Array<tf.Tensor>(nm + 1).fill(v), 0) as tf.Tensor3D,
+          both(bSlow, beta) as tf.Tensor2D, tf.concat(new Array<tf.Tensor>(nm + 1).fill(beta.mul(o.slowRate)), 0) as tf.Tensor2D,
+          tf.concat(new Array<tf.Tensor>(nm + 1).fill(logA), 0) as tf.Tensor2D, tf.concat(new Array<tf.Tensor>(nm + 1).fill(q), 0) as tf.Tensor3D,
+        );
+        const [nw1, nmw1] = split2(r.w1);
+        const [nw2, nmw2] = split2(r.w2);
+        return [nw1, nw2, nmw1, nmw2, split2(r.o as tf.Tensor)[1], ...checkOut];
       }, xs);
       run1 = { w1: res[0] as tf.Tensor3D, w2: res[1] as tf.Tensor3D };
-      outs.k.push(res[2]);
-      outs.v.push(res[3]);
-      outs.beta.push(res[4]);
-      outs.logA.push(res[5]);
-      outs.q.push(res[6]);
-      if (o.sentinel) names.forEach((nmName, j) => checks[nmName].push(res[7 + j]));
+      const nOut = merged ? 5 : 7;
+      if (merged) {
+        run2 = { w1: res[2] as tf.Tensor3D, w2: res[3] as tf.Tensor3D };
+        outO.push(res[4]);
+      } else {
+        outs.k.push(res[2]);
+        outs.v.push(res[3]);
+        outs.beta.push(res[4]);
+        outs.logA.push(res[5]);
+        outs.q.push(res[6]);
+      }
+      if (o.sentinel) names.forEach((nmName, j) => checks[nmName].push(res[nOut + j]));
       pos1 = (pos1 + l) % o.chunkSize;
-      if (pos1 === 0) snap1 = run1; // chunk boundary: the next chunk reads this state
+      if (pos1 === 0) {
+        snap1 = run1; // chunk boundary: the next chunk reads this state
+        if (merged) snap2 = run2;
+      }
     });
 
-    // ---- Phase 2: M_mem, chunks of o.memChunkSize; o_t = M_mem,t(q_t) ----
-    let run2 = { w1: flat(s0.memW1), w2: flat(s0.memW2) };
-    let snap2 = { w1: flat(s0.memW1snap), w2: flat(s0.memW2snap) };
-    const p2 = s0.memClock.shape[1] as number;
-    const lens2 = hp.segmentLengths(t, o.memChunkSize, p2);
+    // ---- Phase 2 (not merged): M_mem, chunks of o.memChunkSize; o_t = M_mem,t(q_t) ----
+    const lens2 = merged ? [] : hp.segmentLengths(t, o.memChunkSize, p2);
     const same = lens2.length === lens1.length && lens2.every((l, i) => l === lens1[i]);
     const resplit = (parts: tf.Tensor[]): tf.Tensor[] => {
       if (same) return parts;
       const toT = (a: tf.Tensor): tf.Tensor => (a.rank === 3 ? a.transpose([1, 0, 2]) : a.transpose()); // [L, B H, (d)]
       return hp.splitLens(hp.concatLens(parts.map(toT)), lens2).map(toT);
     };
-    const [k2, v2, beta2, logA2, q2] = [outs.k, outs.v, outs.beta, outs.logA, outs.q].map(resplit);
-    const outO: tf.Tensor[] = [];
-    let pos2 = p2;
+    const [k2, v2, beta2, logA2, q2] = merged ? [[], [], [], [], []] : [outs.k, outs.v, outs.beta, outs.logA, outs.q].map(resplit);
+    let pos2 = merged ? pos1 : p2;
     lens2.forEach((_, i) => {
       const res = run((a: tf.Tensor[]): tf.Tensor[] => {
         const [w1, w2, sw1, sw2, k, v, beta, logA, q] = a as tf.Tensor3D[];
