@@ -55,7 +55,12 @@ export type FromReplica =
   | { type: 'error'; id: number; message: string; name?: string; info?: unknown };
 
 /**
- * A message channel to one peer. send() may transfer the listed buffers (the sender must not use them
+ * A message channel to one peer.
+ * Web Workers (not tested here): the coordinator side wraps a `Worker` as
+ *   { send: (m, t) => w.postMessage(m, t ?? []), onMessage: (h) => (w.onmessage = (e) => h(e.data)),
+ *     onError: (h) => (w.onerror = (e) => h(new Error(e.message))), close: async () => w.terminate() }
+ * and the worker script selects its backend, then calls serveReplica(transport, factory) with the same shape
+ * over `self` (postMessage / onmessage). send() may transfer the listed buffers (the sender must not use them
  * afterwards). Implementations: worker_threads (./node.ts), Web Workers, in-process (./loopback.ts).
  */
 export interface Transport<Out, In> {
