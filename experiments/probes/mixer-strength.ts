@@ -31,11 +31,12 @@ async function main(): Promise<void> {
     .option('--task <name>', `one of ${MAD_TASKS.join(', ')}`, 'memorization')
     .option('--kind <kind>', 'model kind (experiments/models.ts)', 'hope')
     .option('--mixer <json>', 'fields merged into the block mixer config', '{}')
-    .option('--steps <n>', 'training steps of 16 sequences', '150')
+    .option('--steps <n>', 'training steps of --batch sequences', '150')
     .option('--lr <x>', 'Adam learning rate', '0.01')
+    .option('--batch <n>', 'sequences per training step', '16')
     .option('--backend <name>', 'wasm | cpu', 'wasm')
     .parse()
-    .opts<{ task: string; kind: string; mixer: string; steps: string; lr: string; backend: string }>();
+    .opts<{ task: string; kind: string; mixer: string; steps: string; lr: string; batch: string; backend: string }>();
   if (!(MAD_TASKS as readonly string[]).includes(opts.task)) throw new Error(`--task: unknown task '${opts.task}' (known: ${MAD_TASKS.join(', ')})`);
   const task = opts.task as MadTask;
   let mixerPatch: Record<string, unknown>;
@@ -63,7 +64,7 @@ async function main(): Promise<void> {
   const losses: number[] = [];
   try {
     for (let s = 0; s < Number(opts.steps); s++) {
-      const loss = trainStep(m, leftPad(Array.from({ length: 16 }, () => generate(task, dr, TASK, memMap)), PAD), vocab);
+      const loss = trainStep(m, leftPad(Array.from({ length: Number(opts.batch) }, () => generate(task, dr, TASK, memMap)), PAD), vocab);
       if ((s + 1) % 10 === 0) losses.push(+loss.toFixed(3));
     }
     const tr = rng(15485863 + ti);
