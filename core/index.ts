@@ -12,3 +12,4 @@ export * from './ops';
 export * from './transforms';
 export * from './stateful';
 export * from './profiling';
+export * from './validate';

@@ -6,3 +6,4 @@
 export * from './atomic-write';
 export * from './weights-manifest';
 export * from './file-system';
+export * from './read';

@@ -80,8 +80,9 @@ export class NestedModel {
   /**
    * Runs x [B, T, D] through the stack from `states` (not disposed); returns the output and the new
    * states (owned by the caller). Runs in the caller's scope (no tidy) so it can sit under a gradient tape.
+   * `probe` sees each stage's output (after its residual), e.g. for finiteness checks.
    */
-  forward(x: tf.Tensor, states: StageStates): { y: tf.Tensor; states: StageStates } {
+  forward(x: tf.Tensor, states: StageStates, probe?: (stage: number, y: tf.Tensor) => void): { y: tf.Tensor; states: StageStates } {
     let h = x;
     const next: StageStates = [];
     this.stages.forEach((s, i) => {
@@ -95,6 +96,7 @@ export class NestedModel {
         next.push(null);
       }
       h = s.residual ? h.add(y) : y;
+      probe?.(i, h);
     });
     return { y: h, states: next };
   }

@@ -109,6 +109,44 @@ export interface NestedTrainerOptions {
   onProgress?: (e: ProgressEvent) => void;
   /** Called after every segment (testing and debugging). */
   onSegment?: (e: SegmentEvent) => void;
+  /** Divergence guard of train() (always on for non-finite values; thresholds optional). */
+  divergence?: DivergenceOptions;
+}
+
+/**
+ * Divergence guard: train() checks the piece's loss and, before every outer step, the global norm of the
+ * outer gradient. A non-finite value, or one above the threshold, stops the step BEFORE the optimizer
+ * applies it: the weights and the optimizer state stay those of the last good step, the pending outer
+ * gradients are dropped and the context is closed. Then train() throws a DivergenceError (default) or,
+ * with onDivergence 'skip', returns with `skipped` set and training can continue with the next batch.
+ */
+export interface DivergenceOptions {
+  /** Mean per-token loss above this counts as exploding. Default Infinity (only non-finite). */
+  maxLoss?: number;
+  /** Global norm of the outer gradient (mean over pieces, before clipping) above this counts as exploding. Default Infinity. */
+  maxGradNorm?: number;
+  /** 'throw' (default) or 'skip' the bad batch. */
+  onDivergence?: 'throw' | 'skip';
+}
+
+/** What the divergence guard found. */
+export interface DivergenceInfo {
+  /** The outer step that was refused (1-based: outerSteps + 1). */
+  step: number;
+  kind: 'non-finite loss' | 'exploding loss' | 'non-finite gradient' | 'exploding gradient';
+  /** The loss of the piece, or the gradient norm. */
+  value: number;
+  /** Where it first appears: "layer 'block0' (stage 1) output", "gradient of 'block0/...' in layer 'block0'", ... */
+  where: string;
+}
+
+export class DivergenceError extends Error {
+  readonly info: DivergenceInfo;
+  constructor(info: DivergenceInfo) {
+    super(`training diverged at step ${info.step}: ${info.kind} (${info.value}); first at ${info.where}; the step was not applied`);
+    this.name = 'DivergenceError';
+    this.info = info;
+  }
 }
 
 export interface RunOptions {
@@ -127,6 +165,8 @@ export interface RunResult {
   outputs?: tf.Tensor;
   tokenLosses?: tf.Tensor;
   outerStep: boolean;
+  /** Set when the divergence guard skipped this batch (onDivergence 'skip'): nothing was applied. */
+  skipped?: DivergenceInfo;
 }
 
 /** JSON part of a trainer checkpoint. */
@@ -140,6 +180,12 @@ export interface TrainerCheckpointMeta {
   pendingOrder: string[];
   /** Names of the optimizer weights (tensors 'opt/<i>'). */
   optimizerWeights: string[];
+  /**
+   * Optimizer state that getWeights() does not carry exactly (tensors 'optx/<name>'): tf.train.adam's
+   * running beta powers (its setWeights recomputes them with pow, which differs from the running float32
+   * products in the last bits). Restored after setWeights, so a resumed run is bit-identical.
+   */
+  optimizerExact?: string[];
   /** Open context: clocks and state keys per stage (tensors 'state/<stage>/<key>'). */
   session: {
     batchSize: number;
@@ -171,6 +217,55 @@ function fail(path: string, msg: string): never {
   throw new Error(`${path}: ${msg}`);
 }
 
+/** Private tf.Optimizer fields that hold state getWeights() rebuilds inexactly (AdamOptimizer, AdamaxOptimizer). */
+const EXACT_OPTIMIZER_SLOTS = ['accBeta1', 'accBeta2'] as const;
+
+function exactOptimizerSlots(opt: tf.Optimizer | undefined): Array<{ name: string; variable: tf.Variable }> {
+  if (!opt) return [];
+  const o = opt as unknown as Record<string, unknown>;
+  return EXACT_OPTIMIZER_SLOTS.filter((n) => o[n] instanceof tf.Variable).map((name) => ({ name, variable: o[name] as tf.Variable }));
+}
+
+const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+
+/** Checks the JSON meta of a trainer checkpoint (types, ranges, no unknown keys); errors name `where`.field. */
+export function validateTrainerMeta(raw: unknown, where = 'meta'): TrainerCheckpointMeta {
+  if (!isObj(raw)) fail(where, `must be an object, got ${JSON.stringify(raw)}`);
+  const keys = ['gradientMode', 'partialChunk', 'accumulationSteps', 'outerSteps', 'pendingPieces', 'pendingOrder', 'optimizerWeights', 'optimizerExact', 'session'];
+  for (const k of Object.keys(raw)) if (!keys.includes(k)) fail(`${where}.${k}`, `unknown key (allowed: ${keys.join(', ')})`);
+  validateGradientMode(raw.gradientMode, `${where}.gradientMode`);
+  if (raw.partialChunk === undefined) fail(`${where}.partialChunk`, 'is required');
+  validatePartialChunkPolicy(raw.partialChunk, `${where}.partialChunk`);
+  if (!isCount(raw.accumulationSteps) || raw.accumulationSteps < 1) fail(`${where}.accumulationSteps`, `must be an integer >= 1, got ${JSON.stringify(raw.accumulationSteps)}`);
+  for (const k of ['outerSteps', 'pendingPieces']) if (!isCount(raw[k])) fail(`${where}.${k}`, `must be an integer >= 0, got ${JSON.stringify(raw[k])}`);
+  const strings = (k: string, v: unknown): void => {
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) fail(`${where}.${k}`, `must be an array of strings, got ${JSON.stringify(v)?.slice(0, 60)}`);
+  };
+  strings('pendingOrder', raw.pendingOrder);
+  strings('optimizerWeights', raw.optimizerWeights);
+  if (raw.optimizerExact !== undefined) {
+    strings('optimizerExact', raw.optimizerExact);
+    for (const n of raw.optimizerExact as string[]) if (!(EXACT_OPTIMIZER_SLOTS as readonly string[]).includes(n)) fail(`${where}.optimizerExact`, `unknown slot '${n}'`);
+  }
+  const s = raw.session;
+  if (s !== null) {
+    const w = `${where}.session`;
+    if (!isObj(s)) fail(w, `must be null or an object, got ${JSON.stringify(s)?.slice(0, 60)}`);
+    const sk = ['batchSize', 'tokensSeen', 'levelIds', 'updatesFired', 'lastUpdateAt', 'stateKeys'];
+    for (const k of Object.keys(s)) if (!sk.includes(k)) fail(`${w}.${k}`, `unknown key (allowed: ${sk.join(', ')})`);
+    if (!isCount(s.batchSize) || s.batchSize < 1) fail(`${w}.batchSize`, `must be an integer >= 1, got ${JSON.stringify(s.batchSize)}`);
+    if (!isCount(s.tokensSeen)) fail(`${w}.tokensSeen`, `must be an integer >= 0, got ${JSON.stringify(s.tokensSeen)}`);
+    if (!Array.isArray(s.levelIds) || !s.levelIds.every((x) => typeof x === 'string')) fail(`${w}.levelIds`, 'must be an array of strings');
+    for (const k of ['updatesFired', 'lastUpdateAt']) {
+      const v = s[k];
+      if (!Array.isArray(v) || v.length !== s.levelIds.length || !v.every((x) => isCount(x))) fail(`${w}.${k}`, `must be ${s.levelIds.length} integers >= 0 (one per level id)`);
+    }
+    if (!Array.isArray(s.stateKeys) || !s.stateKeys.every((x) => x === null || (Array.isArray(x) && x.every((y) => typeof y === 'string')))) fail(`${w}.stateKeys`, 'must be an array of (string[] | null)');
+  } else if (raw.session === undefined) fail(`${where}.session`, 'is required (null when no context is open)');
+  return raw as unknown as TrainerCheckpointMeta;
+}
+
 export class NestedTrainer {
   readonly model: NestedModel;
   readonly options: Readonly<Required<Pick<NestedTrainerOptions, 'accumulationSteps' | 'gradientMode' | 'partialChunk'>>> & NestedTrainerOptions;
@@ -195,6 +290,16 @@ export class NestedTrainer {
       fail(`${p}.clipNorm`, `must be a finite number > 0, got ${JSON.stringify(options.clipNorm)}`);
     }
     if (options.optimizer !== undefined && !(options.optimizer instanceof tf.Optimizer)) fail(`${p}.optimizer`, 'must be a tf.Optimizer');
+    const dv = options.divergence;
+    if (dv !== undefined) {
+      if (typeof dv !== 'object' || dv === null) fail(`${p}.divergence`, 'must be an object');
+      for (const k of Object.keys(dv)) if (!['maxLoss', 'maxGradNorm', 'onDivergence'].includes(k)) fail(`${p}.divergence.${k}`, 'unknown option (allowed: maxLoss, maxGradNorm, onDivergence)');
+      for (const k of ['maxLoss', 'maxGradNorm'] as const) {
+        const v = dv[k];
+        if (v !== undefined && !(typeof v === 'number' && v > 0)) fail(`${p}.divergence.${k}`, `must be a number > 0, got ${JSON.stringify(v)}`);
+      }
+      if (dv.onDivergence !== undefined && dv.onDivergence !== 'throw' && dv.onDivergence !== 'skip') fail(`${p}.divergence.onDivergence`, `must be 'throw' or 'skip', got ${JSON.stringify(dv.onDivergence)}`);
+    }
     this.model = model;
     this.options = {
       ...options,
@@ -291,6 +396,8 @@ export class NestedTrainer {
     this.model.stages.forEach((st, i) => st.layer.weights.forEach((lv, j) => tensors.push({ key: `var/s${i}/w${j}`, tensor: lv.read() })));
     const optWeights = this.options.optimizer ? await this.options.optimizer.getWeights() : [];
     optWeights.forEach((w, i) => tensors.push({ key: `opt/${i}`, tensor: w.tensor }));
+    const exact = exactOptimizerSlots(this.options.optimizer);
+    for (const x of exact) tensors.push({ key: `optx/${x.name}`, tensor: x.variable });
     const pendingOrder: string[] = [];
     for (const [name, g] of this.pendingOuter) {
       const pos = posOf.get(name);
@@ -308,6 +415,7 @@ export class NestedTrainer {
       pendingPieces: this.pendingPieces,
       pendingOrder,
       optimizerWeights: optWeights.map((w) => w.name),
+      ...(exact.length ? { optimizerExact: exact.map((x) => x.name) } : {}),
       session: s
         ? {
             batchSize: s.batchSize,
@@ -319,43 +427,84 @@ export class NestedTrainer {
           }
         : null,
     };
-    // getWeights() returns the optimizer's live slot variables plus a new iterations scalar: own only the latter
-    return { meta, tensors, owned: optWeights.map((w) => w.tensor).filter((t) => !(t instanceof tf.Variable)) };
+    // getWeights() returns a new iterations scalar first (saveIterations, in tfjs' optimizers and NlTransformOptimizer),
+    // then live state: slot variables, and for NlTransformOptimizer also restored state not yet matched to a
+    // variable (plain tensors it still owns). Own only the first.
+    return { meta, tensors, owned: optWeights.slice(0, 1).map((w) => w.tensor).filter((t) => !(t instanceof tf.Variable)) };
   }
 
-  /** Restores what exportCheckpoint() produced (tensors by key are copied; the caller disposes them). */
-  async importCheckpoint(meta: TrainerCheckpointMeta, tensors: ReadonlyMap<string, tf.Tensor>): Promise<void> {
-    const where = 'NestedTrainer.importCheckpoint';
+  /**
+   * Restores what exportCheckpoint() produced (tensors by key are copied; the caller disposes them).
+   * Everything is checked first (meta, the set of tensor keys, shapes, level clocks): on an error nothing
+   * of the trainer has changed. `where` names the source in errors (e.g. the checkpoint.json path).
+   */
+  async importCheckpoint(rawMeta: TrainerCheckpointMeta, tensors: ReadonlyMap<string, tf.Tensor>, where = 'NestedTrainer.importCheckpoint'): Promise<void> {
+    const meta = validateTrainerMeta(rawMeta, `${where}: meta`);
     const get = (k: string): tf.Tensor => {
       const t = tensors.get(k);
       if (!t) throw new Error(`${where}: checkpoint has no tensor '${k}'`);
       return t;
     };
     if (meta.gradientMode !== this.options.gradientMode) throw new Error(`${where}: checkpoint gradientMode '${meta.gradientMode}' differs from options.gradientMode '${this.options.gradientMode}'`);
-    // validate every shape before writing anything (nothing half-restored on a mismatch)
+    // validate every key and shape before writing anything (nothing half-restored on a mismatch)
+    const expected = new Set<string>();
     this.model.stages.forEach((st, i) =>
       st.layer.weights.forEach((lv, j) => {
-        const t = get(`var/s${i}/w${j}`);
-        if (t.shape.join() !== lv.shape.join()) throw new Error(`${where}: var/s${i}/w${j} (${lv.name}) has shape [${t.shape}], model expects [${lv.shape}]`);
+        const k = `var/s${i}/w${j}`;
+        expected.add(k);
+        const t = get(k);
+        if (t.shape.join() !== lv.shape.join()) throw new Error(`${where}: tensor '${k}' (${lv.name}) has shape [${t.shape}], model expects [${lv.shape}]`);
+        if (t.dtype !== lv.dtype) throw new Error(`${where}: tensor '${k}' (${lv.name}) has dtype ${t.dtype}, model expects ${lv.dtype}`);
       }),
     );
-    this.model.stages.forEach((st, i) => st.layer.weights.forEach((lv, j) => lv.write(get(`var/s${i}/w${j}`)))); // write copies by reference count
-    if (meta.optimizerWeights.length > 0) {
-      if (!this.options.optimizer) throw new Error(`${where}: checkpoint has optimizer state but options.optimizer is not set`);
-      await this.options.optimizer.setWeights(meta.optimizerWeights.map((name, i) => ({ name, tensor: get(`opt/${i}`) }))); // the optimizer makes its own variables
+    if (meta.optimizerWeights.length > 0 && !this.options.optimizer) throw new Error(`${where}: checkpoint has optimizer state but options.optimizer is not set`);
+    meta.optimizerWeights.forEach((_, i) => (get(`opt/${i}`), expected.add(`opt/${i}`)));
+    const exactSlots = new Map(exactOptimizerSlots(this.options.optimizer).map((x) => [x.name, x.variable]));
+    for (const n of meta.optimizerExact ?? []) {
+      const v = exactSlots.get(n);
+      if (!v) throw new Error(`${where}: meta.optimizerExact: the optimizer has no slot '${n}' (another optimizer than the checkpoint's?)`);
+      const t = get(`optx/${n}`);
+      if (t.shape.join() !== v.shape.join()) throw new Error(`${where}: tensor 'optx/${n}' has shape [${t.shape}], the optimizer expects [${v.shape}]`);
+      expected.add(`optx/${n}`);
     }
-    const nameOf = new Map([...this.positionKeys()].map(([name, pos]) => [pos, name]));
-    tf.dispose([...this.pendingOuter.values()]);
-    this.pendingOuter = new Map(meta.pendingOrder.map((pos) => [nameOf.get(pos)!, get(`outer/${pos}`).clone()]));
-    this.pendingPieces = meta.pendingPieces;
-    this.outerStepCount = meta.outerSteps;
-    this.resetMemory();
+    const posOf = this.positionKeys();
+    const nameOf = new Map([...posOf].map(([name, pos]) => [pos, name]));
+    const weightShape = new Map<string, number[]>();
+    this.model.stages.forEach((st, i) => st.layer.weights.forEach((lv, j) => weightShape.set(`s${i}/w${j}`, lv.shape as number[])));
+    for (const pos of meta.pendingOrder) {
+      if (!nameOf.has(pos)) throw new Error(`${where}: meta.pendingOrder: '${pos}' is not a weight position of this model`);
+      const t = get(`outer/${pos}`);
+      if (t.shape.join() !== weightShape.get(pos)!.join()) throw new Error(`${where}: tensor 'outer/${pos}' has shape [${t.shape}], the weight has [${weightShape.get(pos)}]`);
+      expected.add(`outer/${pos}`);
+    }
     const ms = meta.session;
     if (ms) {
       this.ensureLevels();
       if (ms.updatesFired.length !== this.levelRefs.length) {
         throw new Error(`${where}: checkpoint has ${ms.updatesFired.length} level clocks (${ms.levelIds.join(', ')}), the model has ${this.levelRefs.length}`);
       }
+      if (ms.stateKeys.length !== this.model.stages.length) throw new Error(`${where}: meta.session.stateKeys has ${ms.stateKeys.length} entries, the model has ${this.model.stages.length} stages`);
+      ms.stateKeys.forEach((keys, i) =>
+        (keys ?? []).forEach((k) => {
+          const t = get(`state/${i}/${k}`);
+          if (t.rank < 1 || t.shape[0] !== ms.batchSize) throw new Error(`${where}: tensor 'state/${i}/${k}' has shape [${t.shape}], expected batch size ${ms.batchSize} first`);
+          expected.add(`state/${i}/${k}`);
+        }),
+      );
+    }
+    for (const k of tensors.keys()) if (!expected.has(k)) throw new Error(`${where}: checkpoint has tensor '${k}', which this model and trainer do not use`);
+
+    this.model.stages.forEach((st, i) => st.layer.weights.forEach((lv, j) => lv.write(get(`var/s${i}/w${j}`)))); // write copies by reference count
+    if (meta.optimizerWeights.length > 0) {
+      await this.options.optimizer!.setWeights(meta.optimizerWeights.map((name, i) => ({ name, tensor: get(`opt/${i}`) }))); // the optimizer makes its own variables
+    }
+    for (const n of meta.optimizerExact ?? []) exactSlots.get(n)!.assign(get(`optx/${n}`)); // exact running state (setWeights recomputes it with pow)
+    tf.dispose([...this.pendingOuter.values()]);
+    this.pendingOuter = new Map(meta.pendingOrder.map((pos) => [nameOf.get(pos)!, get(`outer/${pos}`).clone()]));
+    this.pendingPieces = meta.pendingPieces;
+    this.outerStepCount = meta.outerSteps;
+    this.resetMemory();
+    if (ms) {
       this.session = {
         batchSize: ms.batchSize,
         tokensSeen: ms.tokensSeen,
@@ -493,6 +642,8 @@ export class NestedTrainer {
     const end = start + t;
     const fired: Record<string, number> = {};
     let lossSum: tf.Tensor = tf.scalar(0);
+    // finiteness of every stage's output per segment (bool scalars, read only when the loss is not finite)
+    const finite: Array<{ stage: number; start: number; end: number; ok: tf.Tensor }> = [];
     const outs: tf.Tensor[] = [];
     const tokLosses: tf.Tensor[] = [];
     let a = start;
@@ -509,8 +660,11 @@ export class NestedTrainer {
       const xs = [...outerVars, ...fastTensors];
       let newStates: StageStates = [];
       let segLoss: tf.Tensor;
+      const segStart = a;
+      const segEnd = cut;
+      const probe = train ? (stage: number, h: tf.Tensor): void => void finite.push({ stage, start: segStart, end: segEnd, ok: tf.keep(tf.all(tf.isFinite(h))) }) : undefined;
       const f = (): tf.Scalar => {
-        const r = this.model.forward(x, s!.states);
+        const r = this.model.forward(x, s!.states, probe);
         newStates = r.states;
         for (const st of newStates) if (st) for (const v of Object.values(st)) tf.keep(v);
         const l = this.options.loss(r.y, y); // [B, Tseg]
@@ -582,17 +736,30 @@ export class NestedTrainer {
       a = cut;
     }
     let outerStep = false;
-    if (train) {
-      this.pendingPieces++;
-      if (this.pendingPieces >= this.options.accumulationSteps && !deferOuterStep) {
-        this.stepOuter();
-        outerStep = true;
-      }
-    }
     const loss = lossSum.dataSync()[0] * outerScale; // one sync per call (logging boundary)
     lossSum.dispose();
-    const result: RunResult = { loss, outerStep };
-    if (collect) {
+    let skipped: DivergenceInfo | null = null;
+    try {
+      if (train) {
+        this.pendingPieces++;
+        const maxLoss = this.options.divergence?.maxLoss ?? Infinity;
+        if (!Number.isFinite(loss) || loss > maxLoss) {
+          skipped = this.diverged({ step: this.outerStepCount + 1, kind: Number.isFinite(loss) ? 'exploding loss' : 'non-finite loss', value: loss, where: this.locateNonFinite(finite) });
+        } else if (this.pendingPieces >= this.options.accumulationSteps && !deferOuterStep) {
+          skipped = this.stepOuter();
+          outerStep = skipped === null;
+        }
+      }
+    } finally {
+      tf.dispose(finite.map((x) => x.ok));
+      if (skipped) {
+        tf.dispose([...outs, ...tokLosses]);
+        outs.length = 0;
+        tokLosses.length = 0;
+      }
+    }
+    const result: RunResult = { loss, outerStep, ...(skipped ? { skipped } : {}) };
+    if (collect && outs.length) {
       result.outputs = tf.concat(outs, 1);
       result.tokenLosses = tf.concat(tokLosses, 1);
       tf.dispose([...outs, ...tokLosses]);
@@ -604,15 +771,76 @@ export class NestedTrainer {
     return result;
   }
 
-  /** Averages the pending outer gradients, clips them, and steps the outer optimizer. */
-  private stepOuter(): void {
+  /** Where a non-finite value first appears: the first (segment, stage) whose output is not finite, else the memory states. */
+  private locateNonFinite(finite: ReadonlyArray<{ stage: number; start: number; end: number; ok: tf.Tensor }>): string {
+    for (const f of finite) {
+      if (!f.ok.dataSync()[0]) {
+        const l = this.model.stages[f.stage].layer;
+        return `the output of layer '${l.name}' (stage ${f.stage}, ${l.getClassName()}), context tokens [${f.start}, ${f.end})`;
+      }
+    }
+    const s = this.session;
+    if (s) {
+      for (let i = 0; i < s.states.length; i++) {
+        for (const [k, v] of Object.entries(s.states[i] ?? {})) {
+          if (v.dtype === 'float32' && !tf.tidy(() => tf.all(tf.isFinite(v)).dataSync()[0])) return `memory '${k}' of layer '${this.model.stages[i].layer.name}' (stage ${i})`;
+        }
+      }
+    }
+    return 'the loss (every stage output and memory is finite)';
+  }
+
+  /** Parameter names by tf.Variable name: "'<weight>' in layer '<layer>' (stage i)". */
+  private parameterNames(): Map<string, string> {
+    const m = new Map<string, string>();
+    this.model.stages.forEach((st, i) => st.layer.weights.forEach((lv) => m.set((lv.read() as tf.Variable).name, `'${lv.name}' in layer '${st.layer.name}' (stage ${i})`)));
+    return m;
+  }
+
+  /** Refuses the step: drops the pending outer gradients and the context; throws or (skip) returns the info. */
+  private diverged(info: DivergenceInfo): DivergenceInfo {
+    tf.dispose([...this.pendingOuter.values()]);
+    this.pendingOuter.clear();
+    this.pendingPieces = 0;
+    this.resetMemory();
+    if ((this.options.divergence?.onDivergence ?? 'throw') === 'skip') return info;
+    throw new DivergenceError(info);
+  }
+
+  /**
+   * Averages the pending outer gradients, checks their global norm (divergence guard), clips them, and
+   * steps the outer optimizer. Returns null when applied, the divergence info when skipped.
+   */
+  private stepOuter(): DivergenceInfo | null {
     const k = this.pendingPieces;
     const names = [...this.pendingOuter.keys()];
+    const maxNorm = this.options.divergence?.maxGradNorm ?? Infinity;
+    const normT = tf.tidy(() => tf.sqrt(tf.addN(names.length ? names.map((n) => this.pendingOuter.get(n)!.div(k).square().sum()) : [tf.scalar(0)])));
+    const norm = normT.dataSync()[0]; // one sync per outer step: the guard must know before applying
+    normT.dispose();
+    if (!Number.isFinite(norm) || norm > maxNorm) {
+      const label = this.parameterNames();
+      let where = '';
+      let worst = -1;
+      for (const n of names) {
+        const g = this.pendingOuter.get(n)!;
+        const [fin, sq] = tf.tidy(() => [tf.all(tf.isFinite(g)).dataSync()[0], g.div(k).square().sum().dataSync()[0]]);
+        if (!fin) {
+          where = `the gradient of ${label.get(n) ?? `'${n}'`}`;
+          break;
+        }
+        if (sq > worst) {
+          worst = sq;
+          where = `the gradient of ${label.get(n) ?? `'${n}'`} (largest, norm ${Math.sqrt(sq).toPrecision(3)})`;
+        }
+      }
+      const kind = Number.isNaN(norm) || names.some((n) => !tf.tidy(() => tf.all(tf.isFinite(this.pendingOuter.get(n)!)).dataSync()[0])) ? 'non-finite gradient' : 'exploding gradient';
+      return this.diverged({ step: this.outerStepCount + 1, kind, value: norm, where });
+    }
     tf.tidy(() => {
       let gs = names.map((n) => this.pendingOuter.get(n)!.div(k));
       if (this.options.clipNorm !== undefined) {
-        const norm = tf.sqrt(tf.addN(gs.map((g) => g.square().sum()))); // global norm
-        const factor = tf.minimum(1, tf.div(this.options.clipNorm, norm.add(1e-12)));
+        const factor = tf.minimum(1, tf.div(this.options.clipNorm, tf.scalar(norm).add(1e-12))); // float32, as before the guard
         gs = gs.map((g) => g.mul(factor));
       }
       const named: tf.NamedTensorMap = {};
@@ -623,5 +851,6 @@ export class NestedTrainer {
     this.pendingOuter.clear();
     this.pendingPieces = 0;
     this.outerStepCount++;
+    return null;
   }
 }
