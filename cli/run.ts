@@ -12,15 +12,18 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { writeFileAtomic } from '../core/io';
+import { randomBytes } from 'node:crypto';
+import { NODE_FS_OPS, writeFileAtomic, type AtomicFsOps } from '../core/io';
+import { describeFsError, readJsonFile } from '../core/io/read';
 import { LanguageModel } from '../plugins/hope/lm';
 import { hopePlugin } from '../plugins/hope/plugin';
 import { adamwOptimizer } from '../plugins/optimizers/factories';
 import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../plugins/scheduler/checkpoint';
 import { tokenCrossEntropy } from '../plugins/scheduler/losses';
-import { NestedTrainer, type ProgressEvent } from '../plugins/scheduler/trainer';
+import { DivergenceError, NestedTrainer, type DivergenceInfo, type ProgressEvent } from '../plugins/scheduler/trainer';
 import { builtinPlugins, createDefaultRuntime, type Runtime } from '../registry';
 import { languageModelConfig, validateRunConfig, type RunConfig } from './config';
+import { checkModelConfig } from './model-check';
 import { ByteTokenizer, bitsPerByte, loadDataset, tokenizerFromJson, trainBatch, validationBatches, type CorpusSpec, type Dataset, type Tokenizer } from './data';
 
 let runtime: Runtime | null = null;
@@ -39,6 +42,10 @@ export interface Run {
   step: number;
   /** The run's tokenizer; null for a new BPE run until datasetFor trains it on the training split. */
   tokenizer: Tokenizer | null;
+  /** Identifies the run in latest.json: pruning touches only checkpoints listed by this run. */
+  runId: string;
+  /** Loaded from a checkpoint: its config's data.paths are never read unless the caller names the data. */
+  loaded: boolean;
 }
 
 /** The run's tokenizer (a BPE run gets its tokenizer from datasetFor or from its checkpoint). */
@@ -64,9 +71,10 @@ function makeOptimizer(c: RunConfig): tf.Optimizer {
  * The weights are initialised from training.seed (LanguageModel option seed), so two new runs of the
  * same config are identical.
  */
-export function createRun(raw: unknown, onProgress?: (e: ProgressEvent) => void): Run {
+export function createRun(raw: unknown, onProgress?: (e: ProgressEvent) => void, where = 'config'): Run {
   const rt = nlRuntime();
-  const config = validateRunConfig(raw, { knownClasses: rt.layers().keys() });
+  const config = validateRunConfig(raw, { knownClasses: rt.layers().keys(), where });
+  checkModelConfig(config, where); // memory estimate, unknown keys in block configs, chunk constraints: before any weight exists
   const t = config.training;
   const lm = new LanguageModel(languageModelConfig(config), { seed: t.seed });
   const optimizer = makeOptimizer(config);
@@ -78,8 +86,9 @@ export function createRun(raw: unknown, onProgress?: (e: ProgressEvent) => void)
     partialChunk: t.partialChunk,
     ...(t.segmentLength ? { segmentLength: t.segmentLength } : {}),
     ...(onProgress ? { onProgress } : {}),
+    divergence: { maxLoss: t.maxLoss ?? 3 * Math.log(config.model.vocabSize), maxGradNorm: t.maxGradNorm, onDivergence: t.onDivergence === 'skip' ? 'skip' : 'throw' },
   });
-  return { config, lm, trainer, optimizer, step: 0, tokenizer: config.data.tokenizer === 'byte' ? new ByteTokenizer() : null };
+  return { config, lm, trainer, optimizer, step: 0, tokenizer: config.data.tokenizer === 'byte' ? new ByteTokenizer() : null, runId: randomBytes(8).toString('hex'), loaded: false };
 }
 
 export function disposeRun(r: Run): void {
@@ -91,52 +100,150 @@ export function disposeRun(r: Run): void {
 /** The BPE merges inside each checkpoint directory (bpe runs only). */
 export const TOKENIZER_FILE = 'tokenizer.json';
 
+/** DIR/latest.json: the published checkpoint. */
 interface Latest {
   step: number;
+  /** 'ckpt-<step>', a folder directly inside the run directory. */
   dir: string;
   config: RunConfig;
+  /** The run that wrote it (absent in files of older versions). */
+  runId?: string;
+  /** Checkpoint folders this run wrote that are still on disk (its prune manifest). */
+  checkpoints?: string[];
 }
 
-/** Writes DIR/ckpt-<step> then publishes it in DIR/latest.json (atomic); keeps the previous checkpoint. */
-export async function saveRun(r: Run, out: string): Promise<string> {
+export const LATEST_FILE = 'latest.json';
+const MAX_LATEST_BYTES = 4 << 20;
+const MAX_TOKENIZER_BYTES = 16 << 20;
+const CKPT_NAME = /^ckpt-(0|[1-9]\d{0,14})$/;
+
+/**
+ * Reads and validates DIR/latest.json: known keys only, step an integer >= 0, dir exactly 'ckpt-<step>'
+ * and a real folder directly inside DIR (no '..', absolute paths or symbolic links out of the run
+ * directory). The config is validated by createRun. Errors name latest.json and the field.
+ */
+export function readLatest(out: string, what = '--checkpoint'): Latest & { path: string } {
+  if (typeof out !== 'string' || out === '') throw new Error(`${what}: the path is empty`);
+  const lp = path.join(out, LATEST_FILE);
+  const ost = fs.statSync(out, { throwIfNoEntry: false });
+  if (!ost) throw new Error(`${what}: no checkpoint: '${out}' does not exist (missing ${LATEST_FILE})`);
+  if (!ost.isDirectory()) throw new Error(`${what}: '${out}' is not a run directory (a file; expected a folder with ${LATEST_FILE})`);
+  if (!fs.lstatSync(lp, { throwIfNoEntry: false })) throw new Error(`${what}: no checkpoint in '${out}' (missing ${LATEST_FILE})`);
+  const j = readJsonFile(lp, { maxBytes: MAX_LATEST_BYTES, label: lp }) as Record<string, unknown>;
+  if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new Error(`${lp}: must be a JSON object {step, dir, config}`);
+  for (const k of Object.keys(j)) if (!['step', 'dir', 'config', 'runId', 'checkpoints'].includes(k)) throw new Error(`${lp}: unknown key '${k}'`);
+  if (typeof j.step !== 'number' || !Number.isSafeInteger(j.step) || j.step < 0) throw new Error(`${lp}: step must be an integer >= 0, got ${JSON.stringify(j.step)}`);
+  if (j.dir !== `ckpt-${j.step}`) throw new Error(`${lp}: dir must be 'ckpt-${j.step}' (the checkpoint of step ${j.step}, inside the run directory), got ${JSON.stringify(j.dir)}`);
+  if (typeof j.config !== 'object' || j.config === null || Array.isArray(j.config)) throw new Error(`${lp}: config must be an object, got ${JSON.stringify(j.config)}`);
+  if (j.runId !== undefined && (typeof j.runId !== 'string' || !/^[0-9a-f]{1,64}$/.test(j.runId))) throw new Error(`${lp}: runId must be a hex string, got ${JSON.stringify(j.runId)}`);
+  if (j.checkpoints !== undefined && (!Array.isArray(j.checkpoints) || j.checkpoints.length > 1000 || !j.checkpoints.every((c) => typeof c === 'string' && CKPT_NAME.test(c)))) {
+    throw new Error(`${lp}: checkpoints must be a list of 'ckpt-<step>' names, got ${JSON.stringify(j.checkpoints)?.slice(0, 80)}`);
+  }
+  const cdir = path.join(out, j.dir);
+  const cst = fs.lstatSync(cdir, { throwIfNoEntry: false });
+  if (!cst) throw new Error(`${lp}: dir '${j.dir}' does not exist in '${out}'`);
+  if (cst.isSymbolicLink()) throw new Error(`${lp}: dir '${j.dir}' is a symbolic link; a checkpoint must be a folder inside the run directory`);
+  if (!cst.isDirectory()) throw new Error(`${lp}: dir '${j.dir}' is not a folder`);
+  if (path.dirname(fs.realpathSync(cdir)) !== fs.realpathSync(out)) throw new Error(`${lp}: dir '${j.dir}' resolves outside the run directory`);
+  return { ...(j as unknown as Latest), path: lp };
+}
+
+/** Removes the atomic writers' leftover temp / backup files (`.<name>.<pid>-<hex>.tmp|bak`, from a killed save) in `dir`. */
+export function removeStaleTemps(dir: string): string[] {
+  const removed: string[] = [];
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const n of names) {
+    if (/^\..+\.\d+-[0-9a-f]{12}\.(tmp|bak)$/.test(n)) {
+      fs.rmSync(path.join(dir, n), { force: true });
+      removed.push(n);
+    }
+  }
+  return removed;
+}
+
+export interface SaveRunOptions {
+  /** Fault injection (tests): called after every file-system step of the save with a label ('rename tensors.bin', ...). */
+  onStep?: (label: string) => void;
+}
+
+/** File-system primitives of the atomic writes, each followed by opts.onStep(label). */
+function hookedOps(onStep: ((label: string) => void) | undefined): Partial<AtomicFsOps> | undefined {
+  if (!onStep) return undefined;
+  const b = (f: string): string => path.basename(f).replace(/\.\d+-[0-9a-f]{12}\.(tmp|bak)$/, '.$1').replace(/^\./, '');
+  return {
+    writeNewFile: async (f, c) => (await NODE_FS_OPS.writeNewFile(f, c), onStep(`write ${b(f)}`)),
+    rename: async (x, y) => (await NODE_FS_OPS.rename(x, y), onStep(`rename ${b(x)} -> ${b(y)}`)),
+    link: async (x, y) => (await NODE_FS_OPS.link(x, y), onStep(`link ${b(y)}`)),
+    unlink: async (f) => (await NODE_FS_OPS.unlink(f), onStep(`unlink ${b(f)}`)),
+    syncDir: async (d) => (await NODE_FS_OPS.syncDir(d), onStep(`sync ${path.basename(d)}/`)),
+  };
+}
+
+/**
+ * Writes DIR/ckpt-<step> (tokenizer first, then the trainer checkpoint: one atomic commit), prunes the
+ * checkpoints this run wrote earlier (its manifest in latest.json) except the previous one, then
+ * publishes the new one in DIR/latest.json (atomic). Folders this run did not write are never touched.
+ */
+export async function saveRun(r: Run, out: string, opts: SaveRunOptions = {}): Promise<string> {
   const name = `ckpt-${r.step}`;
   const dir = path.join(out, name);
-  if (r.config.data.tokenizer === 'bpe') await writeFileAtomic(path.join(dir, TOKENIZER_FILE), JSON.stringify(runTokenizer(r)));
-  await saveTrainerCheckpoint(r.trainer, dir);
-  let prev: Latest | null = null;
+  const fsOps = hookedOps(opts.onStep);
+  const aopts = fsOps ? { fsOps } : {};
+  removeStaleTemps(out);
+  removeStaleTemps(dir);
+  let prev: (Latest & { path: string }) | null = null;
   try {
-    prev = JSON.parse(fs.readFileSync(path.join(out, 'latest.json'), 'utf8')) as Latest;
+    prev = readLatest(out);
   } catch {
-    prev = null;
+    prev = null; // none, or unreadable: replaced below, nothing of it pruned
   }
-  await writeFileAtomic(path.join(out, 'latest.json'), JSON.stringify({ step: r.step, dir: name, config: r.config } satisfies Latest, null, 1));
-  // keep the current and the previous checkpoint only
-  for (const d of fs.readdirSync(out)) {
-    if (/^ckpt-\d+$/.test(d) && d !== name && d !== prev?.dir) fs.rmSync(path.join(out, d), { recursive: true, force: true });
+  const mine = prev && prev.runId === r.runId ? prev : null;
+  if (r.config.data.tokenizer === 'bpe') await writeFileAtomic(path.join(dir, TOKENIZER_FILE), JSON.stringify(runTokenizer(r)), aopts);
+  await saveTrainerCheckpoint(r.trainer, dir, fsOps ? { fsOps } : {});
+  // keep the new and the previous checkpoint; remove the older ones this run wrote (never anything else)
+  const keep = [...new Set([...(mine && mine.dir !== name ? [mine.dir] : []), name])];
+  for (const d of mine?.checkpoints ?? []) {
+    if (keep.includes(d) || !CKPT_NAME.test(d)) continue;
+    const p = path.join(out, d);
+    if (fs.lstatSync(p, { throwIfNoEntry: false })?.isDirectory()) {
+      fs.rmSync(p, { recursive: true, force: true });
+      opts.onStep?.(`prune ${d}`);
+    }
   }
+  const latest: Latest = { step: r.step, dir: name, config: r.config, runId: r.runId, checkpoints: keep };
+  await writeFileAtomic(path.join(out, LATEST_FILE), JSON.stringify(latest, null, 1), aopts);
   return dir;
 }
 
-/** Loads DIR/latest.json and its checkpoint into a fresh run. A truncated or mismatched checkpoint is refused with the reason. */
+/**
+ * Loads DIR/latest.json and its checkpoint into a fresh run. A truncated, damaged or mismatched
+ * checkpoint, or a latest.json pointing outside DIR, is refused with the reason (file and field).
+ */
 export async function loadRun(out: string, onProgress?: (e: ProgressEvent) => void): Promise<Run> {
-  const lp = path.join(out, 'latest.json');
-  if (!fs.existsSync(lp)) throw new Error(`--checkpoint: no checkpoint in '${out}' (missing latest.json)`);
-  const latest = JSON.parse(fs.readFileSync(lp, 'utf8')) as Latest;
-  const r = createRun(latest.config, onProgress);
+  const latest = readLatest(out);
+  const r = createRun(latest.config, onProgress, `${latest.path} config`);
+  const cdir = path.join(out, latest.dir);
   try {
     if (r.config.data.tokenizer === 'bpe') {
-      const tp = path.join(out, latest.dir, TOKENIZER_FILE);
-      if (!fs.existsSync(tp)) throw new Error(`missing ${TOKENIZER_FILE} (a bpe run saves its merges with every checkpoint)`);
-      const tok = tokenizerFromJson(JSON.parse(fs.readFileSync(tp, 'utf8')));
-      if (tok.vocabSize !== r.config.model.vocabSize) throw new Error(`${TOKENIZER_FILE}: vocabSize ${tok.vocabSize} differs from model.vocabSize ${r.config.model.vocabSize}`);
+      const tp = path.join(cdir, TOKENIZER_FILE);
+      if (!fs.lstatSync(tp, { throwIfNoEntry: false })) throw new Error(`missing ${TOKENIZER_FILE} (a bpe run saves its merges with every checkpoint)`);
+      const tok = tokenizerFromJson(readJsonFile(tp, { maxBytes: MAX_TOKENIZER_BYTES, label: tp }), tp);
+      if (tok.vocabSize !== r.config.model.vocabSize) throw new Error(`${tp}: vocabSize ${tok.vocabSize} differs from model.vocabSize ${r.config.model.vocabSize}`);
       r.tokenizer = tok;
     }
-    await loadTrainerCheckpoint(r.trainer, path.join(out, latest.dir));
+    await loadTrainerCheckpoint(r.trainer, cdir);
   } catch (e) {
     disposeRun(r);
-    throw new Error(`--checkpoint: cannot load '${path.join(out, latest.dir)}': ${(e as Error).message}`);
+    throw new Error(`--checkpoint: cannot load '${cdir}' into the model of ${latest.path}: ${(e as Error).message}`);
   }
   r.step = latest.step;
+  r.loaded = true;
+  if (latest.runId) r.runId = latest.runId;
   return r;
 }
 
@@ -172,6 +279,8 @@ export interface MetricsRow {
   elapsedSeconds: number;
   cmsUpdates: number;
   valBpb?: number;
+  /** The divergence guard skipped this batch (training.onDivergence 'skip'): what it found. */
+  skipped?: string;
 }
 
 export interface TrainOptions {
@@ -185,24 +294,39 @@ export interface TrainOptions {
   shouldStop?: () => boolean;
   /** Write the learning curve at the end (vega-lite SVG, and PNG rendered from it with resvg). Default true. */
   plot?: boolean;
+  /** Fault injection (tests): see SaveRunOptions.onStep. */
+  onSaveStep?: (label: string) => void;
   /** Data parallelism (`--workers`, cli/parallel.ts): trains each batch over rank 0 (r.trainer) and the workers. */
   parallel?: { train(inputs: tf.Tensor, targets: tf.Tensor): Promise<{ loss: number }> };
 }
 
 /** Trains `r` up to `opts.steps` total steps; returns the rows written. */
 export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ rows: MetricsRow[]; stopped: boolean; checkpoint: string | null }> {
-  fs.mkdirSync(opts.out, { recursive: true });
+  prepareOut(opts.out);
   const t = r.config.training;
   const metricsPath = path.join(opts.out, 'metrics.jsonl');
+  await truncateMetrics(metricsPath, r.step); // a resumed run rewrites the steps after its checkpoint: no duplicate rows
+  for (const d of fs.readdirSync(opts.out)) if (CKPT_NAME.test(d)) removeStaleTemps(path.join(opts.out, d));
   const rows: MetricsRow[] = [];
   const t0 = Date.now();
   let checkpoint: string | null = null;
   let stopped = false;
   let lastSaved = r.step;
+  const saveOpts: SaveRunOptions = opts.onSaveStep ? { onStep: opts.onSaveStep } : {};
   while (r.step < opts.steps) {
     const b = trainBatch(ds.train, r.step, t.batchSize, t.seqLength, t.seed, ds.tokenizer.byteLengths);
     const ts = Date.now();
-    const res = opts.parallel ? await opts.parallel.train(b.inputs, b.targets) : r.trainer.train(b.inputs, b.targets); // one piece = one new context
+    let res: { loss: number; skipped?: DivergenceInfo };
+    try {
+      res = opts.parallel ? await opts.parallel.train(b.inputs, b.targets) : r.trainer.train(b.inputs, b.targets); // one piece = one new context
+    } catch (e) {
+      tf.dispose([b.inputs, b.targets]);
+      if (e instanceof DivergenceError) {
+        const last = lastSaved > 0 || checkpoint ? `ckpt-${lastSaved}` : null;
+        throw new Error(`${e.message}${last && fs.existsSync(path.join(opts.out, last)) ? `; ${path.join(opts.out, last)} stays the latest checkpoint` : '; no checkpoint was written'} (lower training.learningRate, or set training.onDivergence: skip)`);
+      }
+      throw e;
+    }
     const cms = r.trainer.levelClocks().reduce((a, c) => a + c.updatesFired, 0); // CMS level updates in this piece
     tf.dispose([b.inputs, b.targets]);
     r.step++;
@@ -214,7 +338,8 @@ export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ 
       elapsedSeconds: (Date.now() - t0) / 1000,
       cmsUpdates: cms,
     };
-    if (!Number.isFinite(res.loss)) throw new Error(`training diverged at step ${r.step}: loss ${res.loss} (lower training.learningRate?)`);
+    if (res.skipped) row.skipped = `${res.skipped.kind} (${res.skipped.value}) at ${res.skipped.where}`;
+    else if (!Number.isFinite(res.loss)) throw new Error(`training diverged at step ${r.step}: loss ${res.loss} (lower training.learningRate?)`);
     if (r.step % t.evalEvery === 0 || r.step === opts.steps) {
       row.valBpb = evaluate(r, ds, t.evalBatches).bpb;
       opts.onValidation?.(r.step, row.valBpb);
@@ -225,17 +350,45 @@ export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ 
     await new Promise((res) => setImmediate(res)); // let signal handlers (Ctrl-C) and the progress bar run
     stopped = opts.shouldStop?.() ?? false;
     if (stopped || r.step % t.checkpointEvery === 0 || r.step === opts.steps) {
-      checkpoint = await saveRun(r, opts.out);
+      checkpoint = await saveRun(r, opts.out, saveOpts);
       lastSaved = r.step;
     }
     if (stopped) break;
   }
-  if (lastSaved !== r.step) checkpoint = await saveRun(r, opts.out);
+  if (lastSaved !== r.step) checkpoint = await saveRun(r, opts.out, saveOpts);
   if (opts.plot ?? true) {
     const svg = await plotLearningCurve(metricsPath, path.join(opts.out, 'learning-curve.svg'));
     await svgToPng(svg, path.join(opts.out, 'learning-curve.png'));
   }
   return { rows, stopped, checkpoint };
+}
+
+/** Creates the run directory; an error names --out (a file in the way, a read-only or missing parent). */
+function prepareOut(out: string): void {
+  if (typeof out !== 'string' || out === '') throw new Error('--out: the path is empty');
+  const st = fs.statSync(out, { throwIfNoEntry: false });
+  if (st && !st.isDirectory()) throw new Error(`--out: '${out}' is not a folder`);
+  try {
+    fs.mkdirSync(out, { recursive: true });
+    fs.accessSync(out, fs.constants.W_OK);
+  } catch (e) {
+    throw new Error(`--out: cannot write to '${out}': ${describeFsError(e)}`);
+  }
+}
+
+/** Keeps the rows of metrics.jsonl with step <= `step` (a resumed run continues after its checkpoint). */
+async function truncateMetrics(file: string, step: number): Promise<void> {
+  if (!fs.existsSync(file)) return;
+  const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.trim());
+  const keep = lines.filter((l) => {
+    try {
+      const s = (JSON.parse(l) as MetricsRow).step;
+      return typeof s === 'number' && s <= step;
+    } catch {
+      return false;
+    }
+  });
+  if (keep.length !== lines.length) await writeFileAtomic(file, keep.map((l) => `${l}\n`).join(''));
 }
 
 /** Learning curve (training and validation bits per byte vs step) as SVG with vega-lite. */
@@ -333,7 +486,10 @@ export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { be
  */
 export function datasetFor(r: Run, data?: CorpusSpec): Dataset {
   const d = r.config.data;
-  const ds = loadDataset({ ...(data ?? { corpus: d.corpus, paths: d.paths }), validationFraction: d.validationFraction, tokenizer: d.tokenizer, vocabSize: d.vocabSize }, r.config.training.seqLength, r.tokenizer ?? undefined);
+  if (!data && r.loaded && d.corpus === 'files') {
+    throw new Error(`--data: this run's checkpoint config reads data.paths (${(d.paths ?? []).join(', ')}); name the data with --data (paths stored in a checkpoint are never read unless you give them)`);
+  }
+  const ds = loadDataset({ encoding: d.encoding, ...(data ?? { corpus: d.corpus, paths: d.paths }), validationFraction: d.validationFraction, tokenizer: d.tokenizer, vocabSize: d.vocabSize }, r.config.training.seqLength, r.tokenizer ?? undefined);
   r.tokenizer = ds.tokenizer;
   return ds;
 }
