@@ -64,3 +64,13 @@ describe('cli: nl train --workers (data parallelism over worker_threads)', () =>
     }
   });
 });
+
+describe('cli: default --workers', () => {
+  it('NL_WORKERS when set (validated), else all cores; 1 on the tensorflow backend', () => {
+    const { defaultWorkers, availableCores } = require('./parallel') as typeof import('./parallel');
+    expect(defaultWorkers('wasm', { NL_WORKERS: '3' })).to.equal(3);
+    expect(defaultWorkers('wasm', {})).to.equal(availableCores());
+    expect(defaultWorkers('tensorflow', {})).to.equal(1);
+    expect(() => defaultWorkers('wasm', { NL_WORKERS: '0' })).to.throw('NL_WORKERS');
+  });
+});

@@ -11,6 +11,20 @@ import { createRun, disposeRun, type Run } from './run';
 
 export { availableCores };
 
+/**
+ * `--workers` when not given: NL_WORKERS if set (an integer >= 1), else every core
+ * (os.availableParallelism), except 1 on the tensorflow backend (libtensorflow is multi-threaded itself).
+ */
+export function defaultWorkers(backend: string, env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.NL_WORKERS;
+  if (v !== undefined && v !== '') {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`NL_WORKERS: must be an integer >= 1, got '${v}'`);
+    return n;
+  }
+  return backend === 'tensorflow' ? 1 : availableCores();
+}
+
 /** ReplicaFactory of a worker: the run of `config` (its weights are replaced by rank 0's at sync). */
 export function buildRunReplica(payload: { config: unknown }): ReplicaHandle {
   const r = createRun(payload.config);

@@ -2,6 +2,9 @@
 import 'reflect-metadata';
 import { selectBackend } from '../backend/select';
 
+// `nl train` in tests runs on this thread unless a test asks for workers (cli/parallel.test.ts does)
+process.env.NL_WORKERS ??= '1';
+
 export const mochaHooks = {
   async beforeAll(): Promise<void> {
     const info = await selectBackend(process.env.NL_BACKEND ?? 'wasm');
