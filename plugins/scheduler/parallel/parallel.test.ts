@@ -130,6 +130,42 @@ describe('plugin scheduler: data parallelism (protocol over loopback transports)
     }
   });
 
+  it("divergence guard: a NaN in one rank's slice refuses the batch on every rank ('skip': reported, nothing applied; 'throw': the rank's DivergenceError)", async () => {
+    for (const mode of ['skip', 'throw'] as const) {
+      const ref = build({ divergence: { onDivergence: mode } });
+      const { dp, handles } = await startLoopback(ref.trainer, 2, { divergence: { onDivergence: mode } });
+      try {
+        const before = await weightsOf(dp.local);
+        const { x, y } = batch(5, 4, 4);
+        const bad = tf.tidy(() => tf.concat([x.slice(0, 3), tf.fill([1, 4, D], NaN)])); // the NaN sequence is in rank 1's slice
+        let err: (Error & { info?: unknown }) | null = null;
+        const r = await dp.train(bad, y).catch((e: Error) => {
+          err = e;
+          return null;
+        });
+        if (mode === 'skip') {
+          expect(r?.outerStep).to.equal(false);
+          expect(r?.skipped, 'skip info').to.have.property('kind');
+        } else {
+          expect(err, 'throws').to.not.equal(null);
+          expect(err!.name).to.equal('DivergenceError');
+          expect(err!.info).to.have.property('kind');
+        }
+        const after = await weightsOf(dp.local);
+        for (const [k, v] of before) expect([...after.get(k)!], `${mode}: rank 0 ${k} unchanged`).to.deep.equal([...v]);
+        const ok = await dp.train(x, y); // training goes on; replicas stay identical
+        expect(ok.outerStep).to.equal(true);
+        const w0 = await weightsOf(dp.local);
+        for (const [k, v] of fromWireMap((await dp.replicaWeights())[0])) expect([...v], k).to.deep.equal([...w0.get(k)!]);
+        tf.dispose([x, y, bad]);
+      } finally {
+        await dp.close();
+        handles.forEach((h) => h.dispose());
+        ref.dispose();
+      }
+    }
+  });
+
   it('measure: kernel calls and peak bytes per rank; a failing slice refuses the piece on every rank; no leaked tensors', async () => {
     const ref = build();
     const { dp, handles } = await startLoopback(ref.trainer, 2);
