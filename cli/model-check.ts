@@ -48,7 +48,7 @@ export function estimateMemory(c: RunConfig): { parameters: number; activations:
   m.blocks.forEach((b, i) => {
     blocks += b.repeat;
     const n = b.repeat * (16 * d * d + walk(b.config ?? {}, `model.blocks[${i}].config`, b.repeat));
-    note(`model.blocks[${i}] (repeat ${b.repeat}, dModel ${d})`, n);
+    note(`model.blocks[${i}] (repeat ${b.repeat} x model.dModel ${d} squared)`, b.repeat * 16 * d * d);
     parameters += n;
   });
   const t = c.training;

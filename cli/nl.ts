@@ -103,7 +103,14 @@ export function program(): Command {
       }
       const workers = Math.min(o.workers ?? defaultWorkers(tf.getBackend()), r.config.training.batchSize);
       const pool = workers > 1 ? startRunWorkers(r, workers, tf.getBackend()) : null; // the worker threads start while the data loads
-      const ds = datasetFor(r, dataSpec(o.data));
+      let ds: ReturnType<typeof datasetFor>;
+      try {
+        ds = datasetFor(r, dataSpec(o.data));
+      } catch (e) {
+        await pool?.then((p) => p.close(), () => {});
+        disposeRun(r); // nothing of a refused run stays allocated
+        throw e;
+      }
       const dp = pool ? await pool : null;
       if (dp) console.error(`data parallel: ${workers} workers (this thread + ${workers - 1} worker thread${workers > 2 ? 's' : ''}), each batch split by sequence`);
       const steps = o.steps ?? r.config.training.steps;

@@ -76,7 +76,15 @@ export function createRun(raw: unknown, onProgress?: (e: ProgressEvent) => void,
   const config = validateRunConfig(raw, { knownClasses: rt.layers().keys(), where });
   checkModelConfig(config, where); // memory estimate, unknown keys in block configs, chunk constraints: before any weight exists
   const t = config.training;
-  const lm = new LanguageModel(languageModelConfig(config), { seed: t.seed });
+  const varsBefore = new Set(Object.keys(tf.engine().registeredVariables));
+  let lm: LanguageModel;
+  try {
+    lm = new LanguageModel(languageModelConfig(config), { seed: t.seed });
+  } catch (e) {
+    // a layer refused its config while the model was being built: free the weights built before it
+    for (const [name, v] of Object.entries(tf.engine().registeredVariables)) if (!varsBefore.has(name)) v.dispose();
+    throw new Error(`${where} ${(e as Error).message}`, { cause: e });
+  }
   const optimizer = makeOptimizer(config);
   const trainer = new NestedTrainer(lm.nested, {
     loss: tokenCrossEntropy,
@@ -321,11 +329,11 @@ export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ 
       res = opts.parallel ? await opts.parallel.train(b.inputs, b.targets) : r.trainer.train(b.inputs, b.targets); // one piece = one new context
     } catch (e) {
       tf.dispose([b.inputs, b.targets]);
-      if (e instanceof DivergenceError) {
-        const last = lastSaved > 0 || checkpoint ? `ckpt-${lastSaved}` : null;
-        throw new Error(`${e.message}${last && fs.existsSync(path.join(opts.out, last)) ? `; ${path.join(opts.out, last)} stays the latest checkpoint` : '; no checkpoint was written'} (lower training.learningRate, or set training.onDivergence: skip)`);
-      }
-      throw e;
+      // nothing of this step is saved: the last good checkpoint stays latest
+      const last = `ckpt-${lastSaved}`;
+      const kept = lastSaved > 0 && fs.existsSync(path.join(opts.out, last)) ? `; ${path.join(opts.out, last)} stays the latest checkpoint` : '; no checkpoint was written';
+      if (e instanceof DivergenceError) throw new Error(`${e.message}${kept} (lower training.learningRate, or set training.onDivergence: skip)`, { cause: e });
+      throw new Error(`training step ${r.step + 1} failed: ${(e as Error)?.message ?? e}${kept}`, { cause: e });
     }
     const cms = r.trainer.levelClocks().reduce((a, c) => a + c.updatesFired, 0); // CMS level updates in this piece
     tf.dispose([b.inputs, b.targets]);
