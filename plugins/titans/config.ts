@@ -5,9 +5,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { getInnerLoss } from '../../core/inner-loss';
 import { validateGradientMode, type GradientMode } from '../../core/level';
-import { MEMORY_ACTIVATIONS, MEMORY_KINDS, type MemoryActivation, type MemoryKind } from './ops/memory';
+import { MEMORY_ACTIVATIONS, MEMORY_KINDS, STEP_NORMS, type MemoryActivation, type MemoryKind, type StepNorm } from './ops/memory';
 
-export type { MemoryActivation, MemoryKind } from './ops/memory';
+export type { MemoryActivation, MemoryKind, StepNorm } from './ops/memory';
 export type { GradientMode } from '../../core/level';
 
 /** 'chunked': chunk-parallel coefficient form (ops/chunked.ts); 'naive': token loop (ops/naive.ts). */
@@ -50,16 +50,30 @@ export interface TitansMemoryArgs extends BaseLayerArgs {
   /** Recompute each chunk in the backward pass instead of keeping its intermediates (ops/segments.ts):
    * memory O(T/C) chunk-start states + one chunk, same values and gradients. Default true. */
   checkpoint?: boolean;
-  /** theta_t = thetaMax sigmoid(x W_theta + b) in (0, thetaMax). Default 0.1. */
+  /** Named set of defaults for the write rule (README "Parameterisations"); fields given explicitly win.
+   * 'stable' (default): thetaMax 1, stepNorm 'normalized', momentum off, innerGradClip 4, memoryOutputInit 'zeros'.
+   * 'paper': thetaMax 0.1, stepNorm 'none', momentum on (etaBiasInit 2), innerGradClip 1, memoryOutputInit 'normal'
+   * (the defaults before issue 12). */
+  parameterization?: TitansParameterization;
+  /** theta_t = thetaMax sigmoid(x W_theta + b) in (0, thetaMax). Default 1 ('stable'), 0.1 ('paper'). */
   thetaMax?: number;
   /** Initial bias of the theta logits. Default 0 (theta = thetaMax / 2). */
   thetaBiasInit?: number;
-  /** Initial bias of eta_t = sigmoid(x W_eta + b) in (0, 1). Default 2 (eta ~ 0.88). */
+  /** Surprise momentum S_t = eta_t S_{t-1} - theta_t g_t (Titans Eq. 10). Off: eta = 0 (S_t = -theta_t g_t) and
+   * no eta projection. Default false ('stable'), true ('paper'). */
+  momentum?: boolean;
+  /** Initial bias of eta_t = sigmoid(x W_eta + b) in (0, 1) (with momentum). Default 2 (eta ~ 0.88). */
   etaBiasInit?: number;
   /** Initial bias of alpha_t = sigmoid(x W_alpha + b) in (0, 1). Default -4 (alpha ~ 0.018). */
   alphaBiasInit?: number;
-  /** Per-token clip of the inner-gradient Frobenius norm (all memory matrices together); 0 = off. Default 1. */
+  /** Per-token clip of the inner-gradient Frobenius norm (all memory matrices together); 0 = off. Default 4
+   * ('stable'), 1 ('paper').
+   * With stepNorm 'normalized' it clips the normalised step |e|^2 g / |g|^2 instead. */
   innerGradClip?: number;
+  /** 'none': the write is theta g (Titans Eq. 10); 'normalized': theta |e|^2 g / |g|^2, so theta is the
+   * fraction of the error at the key that one write corrects (normalised LMS; ops/memory.ts stepFactor).
+   * Default 'normalized' ('stable'), 'none' ('paper'). */
+  stepNorm?: StepNorm;
   /** Activation on q, k, v after projection and conv. Default 'silu'. */
   qkvActivation?: QkvActivation;
   /** Normalisation of q and k per head. Default 'l2'. */
@@ -78,7 +92,19 @@ export interface TitansMemoryArgs extends BaseLayerArgs {
   kernelInitializer?: TitansInitializerName;
   /** Std of the normal init of the meta-learned initial memory weights (times 1/sqrt(fan-in)). Default 1. */
   memoryInitScale?: number;
+  /** Init of the memory's output matrix (W1 of 'mlp', W of 'linear'): 'normal' (memoryInitScale) or 'zeros'
+   * (the initial memory reads q ('mlp') or 0 ('linear'), and a write at a fresh key is exact).
+   * Default 'zeros' ('stable'), 'normal' ('paper'). */
+  memoryOutputInit?: MemoryOutputInit;
 }
+
+/** Named default sets of the write rule (README "Parameterisations"). */
+export type TitansParameterization = 'stable' | 'paper';
+export const TITANS_PARAMETERIZATIONS: readonly TitansParameterization[] = ['stable', 'paper'];
+
+/** Init of the memory's output matrix. */
+export type MemoryOutputInit = 'normal' | 'zeros';
+export const MEMORY_OUTPUT_INITS: readonly MemoryOutputInit[] = ['normal', 'zeros'];
 
 export interface ResolvedTitansConfig {
   dModel: number | null;
@@ -91,11 +117,14 @@ export interface ResolvedTitansConfig {
   impl: TitansImpl;
   gradientMode: GradientMode;
   checkpoint: boolean;
+  parameterization: TitansParameterization;
   thetaMax: number;
   thetaBiasInit: number;
+  momentum: boolean;
   etaBiasInit: number;
   alphaBiasInit: number;
   innerGradClip: number;
+  stepNorm: StepNorm;
   qkvActivation: QkvActivation;
   qkNorm: TitansQkNorm;
   conv: boolean;
@@ -105,8 +134,26 @@ export interface ResolvedTitansConfig {
   checkFinite: CheckFinite;
   kernelInitializer: TitansInitializerName;
   memoryInitScale: number;
+  memoryOutputInit: MemoryOutputInit;
 }
 
+/** Fields whose defaults depend on `parameterization`. */
+type ParamFields = 'thetaMax' | 'thetaBiasInit' | 'momentum' | 'etaBiasInit' | 'alphaBiasInit' | 'innerGradClip' | 'stepNorm' | 'memoryOutputInit';
+
+/**
+ * The two named default sets (README "Parameterisations", docs/paper-map.md). 'paper' is the plugin's form
+ * before issue 12: Titans' small step on the raw gradient with momentum. At init a write there removes ~2% of
+ * the error at its key (theta 0.05 x gain |h|^2 + |W1 D|^2 ~ 0.8 x clip factor ~ 0.5) and in-context recall
+ * trains to 0.435 in 3000 probe steps (DeltaNet 0.998). 'stable' is a delta-rule-strength write: a normalised
+ * step with theta in (0, 1) (0.5 at init), no momentum (its 1/(1 - eta) gain would push the step past 1),
+ * W1 = 0 at init (a write at a fresh key is exact) and a clip that bounds each step's norm.
+ */
+export const TITANS_PARAMETERIZATION_DEFAULTS: Readonly<Record<TitansParameterization, Pick<ResolvedTitansConfig, ParamFields>>> = {
+  stable: { thetaMax: 1, thetaBiasInit: 0, momentum: false, etaBiasInit: 2, alphaBiasInit: -4, innerGradClip: 4, stepNorm: 'normalized', memoryOutputInit: 'zeros' },
+  paper: { thetaMax: 0.1, thetaBiasInit: 0, momentum: true, etaBiasInit: 2, alphaBiasInit: -4, innerGradClip: 1, stepNorm: 'none', memoryOutputInit: 'normal' },
+};
+
+/** Defaults (the 'stable' parameterisation). */
 export const TITANS_DEFAULTS: Omit<ResolvedTitansConfig, 'dModel'> = {
   numHeads: 1,
   memory: 'mlp',
@@ -117,11 +164,8 @@ export const TITANS_DEFAULTS: Omit<ResolvedTitansConfig, 'dModel'> = {
   impl: 'chunked',
   gradientMode: 'full',
   checkpoint: true,
-  thetaMax: 0.1,
-  thetaBiasInit: 0,
-  etaBiasInit: 2,
-  alphaBiasInit: -4,
-  innerGradClip: 1,
+  parameterization: 'stable',
+  ...TITANS_PARAMETERIZATION_DEFAULTS.stable,
   qkvActivation: 'silu',
   qkNorm: 'l2',
   conv: true,
@@ -172,6 +216,8 @@ export function resolveTitansConfig(args: TitansMemoryArgs = {}): ResolvedTitans
   const innerLoss = args.innerLoss ?? d.innerLoss;
   if (typeof innerLoss !== 'string') fail('innerLoss', `must be a loss name, got ${JSON.stringify(innerLoss)}`);
   getInnerLoss(innerLoss, new Map(), `${WHERE}.innerLoss`);
+  const parameterization = oneOf('parameterization', args.parameterization ?? d.parameterization, TITANS_PARAMETERIZATIONS);
+  const p = TITANS_PARAMETERIZATION_DEFAULTS[parameterization];
   return {
     dModel,
     numHeads,
@@ -183,11 +229,14 @@ export function resolveTitansConfig(args: TitansMemoryArgs = {}): ResolvedTitans
     impl: oneOf('impl', args.impl ?? d.impl, TITANS_IMPLS),
     gradientMode: validateGradientMode(args.gradientMode ?? d.gradientMode, `${WHERE}.gradientMode`),
     checkpoint: bool('checkpoint', args.checkpoint ?? d.checkpoint),
-    thetaMax: finite('thetaMax', args.thetaMax ?? d.thetaMax, 0, true),
-    thetaBiasInit: finite('thetaBiasInit', args.thetaBiasInit ?? d.thetaBiasInit),
-    etaBiasInit: finite('etaBiasInit', args.etaBiasInit ?? d.etaBiasInit),
-    alphaBiasInit: finite('alphaBiasInit', args.alphaBiasInit ?? d.alphaBiasInit),
-    innerGradClip: finite('innerGradClip', args.innerGradClip ?? d.innerGradClip, 0),
+    parameterization,
+    thetaMax: finite('thetaMax', args.thetaMax ?? p.thetaMax, 0, true),
+    thetaBiasInit: finite('thetaBiasInit', args.thetaBiasInit ?? p.thetaBiasInit),
+    momentum: bool('momentum', args.momentum ?? p.momentum),
+    etaBiasInit: finite('etaBiasInit', args.etaBiasInit ?? p.etaBiasInit),
+    alphaBiasInit: finite('alphaBiasInit', args.alphaBiasInit ?? p.alphaBiasInit),
+    innerGradClip: finite('innerGradClip', args.innerGradClip ?? p.innerGradClip, 0),
+    stepNorm: oneOf('stepNorm', args.stepNorm ?? p.stepNorm, STEP_NORMS),
     qkvActivation: oneOf('qkvActivation', args.qkvActivation ?? d.qkvActivation, QKV_ACTIVATIONS),
     qkNorm: oneOf('qkNorm', args.qkNorm ?? d.qkNorm, TITANS_QK_NORMS),
     conv: bool('conv', args.conv ?? d.conv),
@@ -197,5 +246,6 @@ export function resolveTitansConfig(args: TitansMemoryArgs = {}): ResolvedTitans
     checkFinite: oneOf('checkFinite', args.checkFinite ?? d.checkFinite, CHECK_FINITE_MODES),
     kernelInitializer: oneOf('kernelInitializer', args.kernelInitializer ?? d.kernelInitializer, TITANS_INITIALIZERS),
     memoryInitScale: finite('memoryInitScale', args.memoryInitScale ?? d.memoryInitScale, 0),
+    memoryOutputInit: oneOf('memoryOutputInit', args.memoryOutputInit ?? p.memoryOutputInit, MEMORY_OUTPUT_INITS),
   };
 }

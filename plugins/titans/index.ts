@@ -7,12 +7,16 @@ export {
   titansInitialState,
   assertTitansFinite,
   TITANS_NORM_EPS,
+  NO_MOMENTUM_LOG_ETA,
   type TitansOptions,
   type TitansWeights,
   type TitansWeightName,
 } from './layer';
 export {
   TITANS_DEFAULTS,
+  TITANS_PARAMETERIZATION_DEFAULTS,
+  TITANS_PARAMETERIZATIONS,
+  MEMORY_OUTPUT_INITS,
   TITANS_IMPLS,
   CHECK_FINITE_MODES,
   QKV_ACTIVATIONS,
@@ -24,6 +28,8 @@ export {
   type TitansImpl,
   type TitansMemoryArgs,
   type TitansQkNorm,
+  type TitansParameterization,
+  type MemoryOutputInit,
 } from './config';
 export { checkTitansState, disposeTitansState, titansStateShapes, CONV_WINDOW, type TitansMemoryState } from './state';
 export { naiveTitans } from './ops/naive';
@@ -33,6 +39,8 @@ export {
   activateGrad,
   applyMemory,
   clipFactor,
+  stepFactor,
+  STEP_NORMS,
   innerGradFactors,
   MEMORY_ACTIVATIONS,
   MEMORY_KEYS,
@@ -40,5 +48,6 @@ export {
   type MemoryActivation,
   type MemoryKind,
   type MemorySpec,
+  type StepNorm,
 } from './ops/memory';
 export type { TitansRecurrenceInputs, TitansRecurrenceOptions, TitansRecurrenceOutputs } from './ops/types';

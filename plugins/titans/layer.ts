@@ -25,6 +25,10 @@ import { checkTitansState, chunkStartKey, CLOCK_KEY, CONV_KEYS, CONV_WINDOW, typ
 /** eps of the q/k L2 norm (x / sqrt(|x|^2 + eps)) and of the output RMS norm. */
 export const TITANS_NORM_EPS = 1e-6;
 
+/** log eta without momentum: exp of it (and of any in-chunk sum of it) is exactly 0 in float32, while the
+ * diagonal of the chunked decay matrix stays exp(0) = 1, so both recurrences run unchanged with S_t = -theta_t g_t. */
+export const NO_MOMENTUM_LOG_ETA = -1e4;
+
 /** Resolved, size-complete options of the functional form. */
 export interface TitansOptions extends ResolvedTitansConfig {
   dModel: number;
@@ -42,8 +46,8 @@ export interface TitansWeights {
   convVKernel?: tf.Tensor; // [4, H d]
   thetaKernel: tf.Tensor; // [D, H]
   thetaBias: tf.Tensor; // [H]
-  etaKernel: tf.Tensor; // [D, H]
-  etaBias: tf.Tensor; // [H]
+  etaKernel?: tf.Tensor; // [D, H]  (momentum)
+  etaBias?: tf.Tensor; // [H]
   alphaKernel: tf.Tensor; // [D, H]
   alphaBias: tf.Tensor; // [H]
   memW?: tf.Tensor; // [H, d, d]    initial memory, 'linear'
@@ -140,7 +144,13 @@ export function titansForward(
     const gate = (kernel: tf.Tensor, bias: tf.Tensor): tf.Tensor2D =>
       tf.matMul(x2, kernel as tf.Tensor2D).add(bias).reshape([b, t, h]).transpose([0, 2, 1]).reshape([n, t]) as tf.Tensor2D; // [B H, T]
     const theta = tf.sigmoid(gate(w.thetaKernel, w.thetaBias)).mul(o.thetaMax) as tf.Tensor2D; // (0, thetaMax)
-    const logEta = tf.softplus(gate(w.etaKernel, w.etaBias).neg()).neg() as tf.Tensor2D; // log sigmoid(z) <= 0
+    let logEta: tf.Tensor2D;
+    if (o.momentum) {
+      if (!w.etaKernel || !w.etaBias) throw new Error('titansForward: momentum is on but etaKernel/etaBias is missing');
+      logEta = tf.softplus(gate(w.etaKernel, w.etaBias).neg()).neg() as tf.Tensor2D; // log sigmoid(z) <= 0
+    } else {
+      logEta = tf.fill([n, t], NO_MOMENTUM_LOG_ETA) as tf.Tensor2D; // eta = exp(-1e4) = 0 exactly (float32)
+    }
     const logKeep = tf.softplus(gate(w.alphaKernel, w.alphaBias)).neg() as tf.Tensor2D; // log(1 - sigmoid(z)) <= 0
     const keys = MEMORY_KEYS[o.memory];
     const shapes = memoryMatrixShapes(o.memory, d, o.hidden);
@@ -151,6 +161,7 @@ export function titansForward(
       loss: getInnerLoss(o.innerLoss, new Map(), 'NlTitansMemory.innerLoss'),
       chunkSize: o.chunkSize,
       innerGradClip: o.innerGradClip,
+      stepNorm: o.stepNorm,
       gradientMode: o.gradientMode,
       checkpoint: o.checkpoint,
     };
@@ -261,14 +272,17 @@ export class NlTitansMemory extends tf.layers.Layer {
     }
     add('thetaKernel', [dm, h], ki);
     add('thetaBias', [h], constant(o.thetaBiasInit));
-    add('etaKernel', [dm, h], ki);
-    add('etaBias', [h], constant(o.etaBiasInit));
+    if (o.momentum) {
+      add('etaKernel', [dm, h], ki);
+      add('etaBias', [h], constant(o.etaBiasInit));
+    }
     add('alphaKernel', [dm, h], ki);
     add('alphaBias', [h], constant(o.alphaBiasInit));
     const shapes = memoryMatrixShapes(o.memory, o.headDim, o.hidden);
     MEMORY_KEYS[o.memory].weights.forEach((key, i) => {
       const std = o.memoryInitScale / Math.sqrt(shapes[i][1]);
-      add(INIT_WEIGHT_OF[key], [h, ...shapes[i]], tf.initializers.randomNormal({ mean: 0, stddev: std }));
+      const zero = i === 0 && o.memoryOutputInit === 'zeros'; // W (linear) or W1 (mlp): the output matrix
+      add(INIT_WEIGHT_OF[key], [h, ...shapes[i]], zero ? tf.initializers.zeros() : tf.initializers.randomNormal({ mean: 0, stddev: std }));
     });
     if (o.outputNorm) add('outNormScale', [f], tf.initializers.ones());
     if (o.outputGate) add('gateKernel', [dm, f], ki);

@@ -23,7 +23,7 @@
  * carried snapshot when a call starts inside a chunk) while the decays start from the running M_0, S_0.
  */
 import * as tf from '@tensorflow/tfjs';
-import { activate, applyMatrix, clipFactor, innerGradFactors, type GradFactor } from './memory';
+import { activate, applyMatrix, innerGradFactors, stepFactor, type GradFactor } from './memory';
 import { runChunks, type BlockFn } from './segments';
 import { decayMatrix, lowerMask } from './tf-util';
 import { checkRecurrenceInputs, type TitansRecurrenceInputs, type TitansRecurrenceOptions, type TitansRecurrenceOutputs } from './types';
@@ -36,8 +36,8 @@ export const chunkedBlock: BlockFn = (opts, blk, ws, ms, gp, last) =>
     const row = (m: tf.Tensor3D, r: number): tf.Tensor2D => m.slice([0, r, 0], [n, 1, c]).reshape([n, c]) as tf.Tensor2D;
     const at = (v: tf.Tensor2D, r: number): tf.Tensor => v.slice([0, r], [n, 1]).reshape([n, 1, 1]);
     const lower = lowerMask(c); // [C, C]
-    const { factors, sqNorm } = innerGradFactors(opts, gp, blk.k, blk.v); // all at the chunk-start weights
-    const thetaEff = blk.theta.mul(clipFactor(sqNorm, opts.innerGradClip)) as tf.Tensor2D; // theta', [N, C]
+    const { factors, sqNorm, errSq } = innerGradFactors(opts, gp, blk.k, blk.v); // all at the chunk-start weights
+    const thetaEff = blk.theta.mul(stepFactor(sqNorm, errSq, opts.innerGradClip, opts.stepNorm)) as tf.Tensor2D; // theta', [N, C]
     const { mat: aMat, cum: logA } = decayMatrix(blk.logKeep, lower); // A, [N, C, C]
     const { mat: eMat, cum: logE } = decayMatrix(blk.logEta, lower); // E, [N, C, C]
     const aVec = tf.exp(logA) as tf.Tensor2D; // a_t, [N, C]

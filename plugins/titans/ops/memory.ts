@@ -86,15 +86,15 @@ export interface GradFactor {
 /**
  * Analytic per-token inner gradients at `weights` (the same weights for every token of the block):
  * keys k, values v [N, C, d] -> factors (order of MEMORY_KEYS[kind].weights) and the squared Frobenius
- * norm of the whole per-token gradient, sum_j |u_j|^2 |a_j|^2 -> [N, C].
+ * norm of the whole per-token gradient, sum_j |u_j|^2 |a_j|^2 -> [N, C], and |e|^2 [N, C] (e = dl/dpred).
  */
 export function innerGradFactors(
   spec: MemorySpec,
   weights: readonly tf.Tensor3D[],
   k: tf.Tensor3D,
   v: tf.Tensor3D,
-): { factors: GradFactor[]; sqNorm: tf.Tensor2D } {
-  type Out = { factors: GradFactor[]; sqNorm: tf.Tensor2D };
+): { factors: GradFactor[]; sqNorm: tf.Tensor2D; errSq: tf.Tensor2D } {
+  type Out = { factors: GradFactor[]; sqNorm: tf.Tensor2D; errSq: tf.Tensor2D };
   return tf.tidy((): tf.TensorContainer => {
     let factors: GradFactor[];
     if (spec.kind === 'linear') {
@@ -113,7 +113,8 @@ export function innerGradFactors(
     }
     const sq = (t: tf.Tensor): tf.Tensor => t.square().sum(-1);
     const sqNorm = tf.addN(factors.map((f) => sq(f.u).mul(sq(f.a)))) as tf.Tensor2D;
-    return { factors, sqNorm } as unknown as tf.TensorContainer;
+    const errSq = sq(factors[0].u) as tf.Tensor2D; // |e|^2: the first factor's u is e for both kinds
+    return { factors, sqNorm, errSq } as unknown as tf.TensorContainer;
   }) as unknown as Out;
 }
 
@@ -127,4 +128,34 @@ export const CLIP_NORM_EPS = 1e-12;
 export function clipFactor(sqNorm: tf.Tensor, clip: number): tf.Tensor {
   if (!(clip > 0)) return tf.onesLike(sqNorm);
   return tf.tidy(() => tf.scalar(clip).div(tf.maximum(tf.sqrt(sqNorm.add(CLIP_NORM_EPS)), clip)));
+}
+
+/** How theta scales the inner gradient: 'none' (Titans: theta g) or 'normalized' (theta |e|^2 g / |g|^2). */
+export type StepNorm = 'none' | 'normalized';
+export const STEP_NORMS: readonly StepNorm[] = ['none', 'normalized'];
+
+/** Floor of |g|^2 in the normalised step (so a zero gradient gives a zero step, not 0/0). */
+export const STEP_NORM_EPS = 1e-6;
+
+/**
+ * Per-token factor f with which theta_t multiplies the inner gradient g_t = sum_j u_j a_j^T (its squared
+ * Frobenius norm `sqNorm` = |g|^2 and the squared norm of the loss gradient e = dl/dpred `errSq` = |e|^2, [N, C]):
+ *   'none':        f = min(1, clip / |g|)                                (Titans, the per-token clip)
+ *   'normalized':  f = |e|^2 / |g|^2 * min(1, clip / |g_n|),  |g_n| = |e|^2 / |g|
+ * 'normalized' is a normalised-LMS (Polyak) step: the write -theta f g changes the memory's output at the key by
+ * -theta e to first order along e (e^T J J^T e = |g|^2 for J = dM(k)/dW, so the change along e/|e| is
+ * theta f |g|^2 / |e| = theta |e|), i.e. theta is the fraction of the error at the key one write corrects,
+ * whatever |k|, |h| or the weights' scale (for the linear memory with unit keys f = 1: the delta rule).
+ * The clip then bounds the step's norm |theta f g| <= theta clip (a small |g| with a large |e| would
+ * otherwise make the step huge).
+ */
+export function stepFactor(sqNorm: tf.Tensor, errSq: tf.Tensor, clip: number, norm: StepNorm = 'none'): tf.Tensor {
+  if (norm === 'none') return clipFactor(sqNorm, clip);
+  return tf.tidy(() => {
+    const g2 = sqNorm.add(STEP_NORM_EPS);
+    const f = errSq.div(g2); // |e|^2 / |g|^2
+    if (!(clip > 0)) return f;
+    const unitNorm = errSq.div(tf.sqrt(g2)); // |f g| = |e|^2 / |g|
+    return f.mul(tf.scalar(clip).div(tf.maximum(unitNorm, clip)));
+  });
 }

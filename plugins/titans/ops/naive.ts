@@ -17,7 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { stopGradient } from '../../../core/ops/stop-gradient';
-import { applyMemory, clipFactor, innerGradFactors } from './memory';
+import { applyMemory, innerGradFactors, stepFactor } from './memory';
 import { runChunks, type BlockFn } from './segments';
 import { splitAxis0, stackAxis0 } from './tf-util';
 import { checkRecurrenceInputs, type TitansRecurrenceInputs, type TitansRecurrenceOptions, type TitansRecurrenceOutputs } from './types';
@@ -32,9 +32,9 @@ function tokenStep(
 ): { ws: tf.Tensor3D[]; ms: tf.Tensor3D[]; y: tf.Tensor } {
   const [n, d] = x.q.shape;
   const col = (s: tf.Tensor): tf.Tensor3D => s.reshape([n, 1, 1]) as tf.Tensor3D;
-  const { factors, sqNorm } = innerGradFactors(opts, gp, x.k.reshape([n, 1, d]) as tf.Tensor3D, x.v.reshape([n, 1, d]) as tf.Tensor3D);
+  const { factors, sqNorm, errSq } = innerGradFactors(opts, gp, x.k.reshape([n, 1, d]) as tf.Tensor3D, x.v.reshape([n, 1, d]) as tf.Tensor3D);
   // |g_t|_F^2 = sum_j |u_j|^2 |a_j|^2 (the identity is checked against autodiff in ops.test.ts)
-  const step = x.theta.mul(clipFactor(sqNorm.reshape([n]), opts.innerGradClip)).reshape([n, 1, 1]); // theta_t * clip
+  const step = x.theta.mul(stepFactor(sqNorm.reshape([n]), errSq.reshape([n]), opts.innerGradClip, opts.stepNorm)).reshape([n, 1, 1]); // theta_t * clip (* normalisation)
   // theta_t g_t = (theta_t u)^T a, materialised as a full [N, out, in] matrix per token
   const nms = ms.map((m, j) => m.mul(col(x.eta)).sub(tf.matMul(factors[j].u.mul(step), factors[j].a, true, false)) as tf.Tensor3D); // Eq. 10
   const nws = ws.map((w, j) => w.mul(col(x.keep)).add(nms[j]) as tf.Tensor3D); // Eq. 13

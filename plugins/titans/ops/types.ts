@@ -1,7 +1,7 @@
 /** Inputs/outputs of the Titans memory recurrence, shared by ops/naive.ts and ops/chunked.ts. */
 import type * as tf from '@tensorflow/tfjs';
 import type { GradientMode } from '../../../core/level';
-import type { MemorySpec } from './memory';
+import type { MemorySpec, StepNorm } from './memory';
 
 /** Per-head sequences with heads folded into the batch axis: N = B x H. */
 export interface TitansRecurrenceInputs {
@@ -27,6 +27,8 @@ export interface TitansRecurrenceOptions extends MemorySpec {
   chunkSize: number;
   /** Per-token clip of the inner-gradient Frobenius norm (all matrices together); <= 0 = off. */
   innerGradClip: number;
+  /** 'none' (default): the write is theta g; 'normalized': theta |e|^2 g / |g|^2 (ops/memory.ts stepFactor). */
+  stepNorm?: StepNorm;
   /** 'full': outer gradients flow through the writes; 'stop': writes are not differentiated. */
   gradientMode: GradientMode;
   /** Recompute each chunk in the backward pass (tf.customGrad, ops/segments.ts) instead of keeping every
