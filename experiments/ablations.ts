@@ -2,7 +2,8 @@
  * HOPE ablations (paper Table 6) at the lm experiment's size and budget, validation bits per byte on
  * Moby Dick (bytes). One switch per row, everything else as the full HOPE of lm.ts:
  *   no-dgd           NlSelfModifyingTitans dgd: false       (plain GD + decay instead of Eq. 88's DGD factor)
- *   no-momentum      momentum: false                       (exactly Eq. 88, = mu 0)
+ *   paper-smt        parameterization: 'paper'             (the literal form, with momentum 0.5; the default
+ *                    'stable' form has no momentum, so Table 6's momentum row has no counterpart of its own)
  *   no-weight-decay  weightDecay: false                    (alpha = 1, no M_alpha)
  *   no-cms           every CMS level period 0              (the same residual MLPs, frozen in context)
  *   static-k         staticK: true                         (k = x W_k instead of M_k)
@@ -16,14 +17,14 @@ import { LM_MODEL_SMOKE, LM_TRAIN_FULL, LM_TRAIN_SMOKE, cellRows, lmBlockSpec, r
 import { lm as lmExperiment } from './lm';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
 
-export type AblationName = 'full' | 'no-dgd' | 'no-momentum' | 'no-weight-decay' | 'no-cms' | 'static-k' | 'static-v' | 'adaptive-q';
-export const ABLATIONS: readonly AblationName[] = ['full', 'no-dgd', 'no-momentum', 'no-weight-decay', 'no-cms', 'static-k', 'static-v', 'adaptive-q'];
+export type AblationName = 'full' | 'no-dgd' | 'paper-smt' | 'no-weight-decay' | 'no-cms' | 'static-k' | 'static-v' | 'adaptive-q';
+export const ABLATIONS: readonly AblationName[] = ['full', 'no-dgd', 'paper-smt', 'no-weight-decay', 'no-cms', 'static-k', 'static-v', 'adaptive-q'];
 
 /** What each row changes (written into the results). */
 export const ABLATION_CHANGES: Readonly<Record<AblationName, string>> = {
-  full: 'HOPE as in lm (DGD, momentum 0.5, weight decay, CMS [16, frozen], adaptive k and v, static q)',
-  'no-dgd': 'NlSelfModifyingTitans dgd: false (W2 update without the (alpha I - eta k k^T) factor: plain gradient step + decay)',
-  'no-momentum': 'momentum: false (Eq. 88 without the momentum term, = mu 0)',
+  full: "HOPE as in lm (self-modifying Titans 'stable': exact delta rule on W1 (DGD), weight decay, no momentum, CMS [16, frozen], adaptive k and v, static q)",
+  'no-dgd': "NlSelfModifyingTitans dgd: false (W1's in-chunk erase replaced by the chunk-start gradient: plain gradient step + decay)",
+  'paper-smt': "parameterization: 'paper' (the literal Eqs. 83-90 form with momentum 0.5; Table 6's momentum row has no counterpart in the momentum-free 'stable' form)",
   'no-weight-decay': 'weightDecay: false (alpha = 1; the M_alpha memory and its bias are removed)',
   'no-cms': 'every CMS level period 0: the same two residual MLPs (same parameters), never updated in context; NestedTrainer segment length kept at 16 as in full',
   'static-k': 'staticK: true (k = x W_k; M_k removed)',
@@ -38,8 +39,8 @@ export function ablationOverrides(a: AblationName, m: LmModelConfig): HopeOverri
       return {};
     case 'no-dgd':
       return { smt: { dgd: false } };
-    case 'no-momentum':
-      return { smt: { momentum: false } };
+    case 'paper-smt':
+      return { smt: { parameterization: 'paper' } };
     case 'no-weight-decay':
       return { smt: { weightDecay: false } };
     case 'no-cms':
@@ -126,7 +127,7 @@ export const ablations: Experiment<AblationsConfig> = {
         const e = a === 'full' ? { d: 0, reading: '—' } : effect(a);
         return `| ${a} | ${paramsOf(a)} | ${at(a).toFixed(4)} | ${a === 'full' ? '—' : (e.d >= 0 ? '+' : '') + e.d.toFixed(4)} | ${e.reading} | ${ABLATION_CHANGES[a]} |`;
       }).join('\n');
-    const removals: AblationName[] = ['no-dgd', 'no-momentum', 'no-weight-decay', 'no-cms', 'static-k', 'static-v'];
+    const removals: AblationName[] = ['no-dgd', 'paper-smt', 'no-weight-decay', 'no-cms', 'static-k', 'static-v'];
     const present = removals.filter((a) => cfg.ablations.includes(a));
     const hurts = present.filter((a) => effect(a).reading === 'hurts');
     const notHurts = present.filter((a) => effect(a).reading !== 'hurts');
@@ -146,7 +147,7 @@ export const ablations: Experiment<AblationsConfig> = {
         `Budget (identical for every row): ${t.steps} Adam steps (lr ${t.learningRate}, clip ${t.clipNorm}) of ${t.batchSize} x ${t.seqLength} bytes = ${t.steps * t.batchSize * t.seqLength} training tokens, the same data order (seeded), the same weight seed; validation on the same ${t.evalBatches * t.evalBatchSize} windows of ${t.seqLength} bytes as lm, each a fresh context with in-context learning. This is the lm experiment's budget with lm's data order, so the full row at seed ${base} must equal lm's hope / moby-dick rows (a reproducibility cross-check between the two experiments). ${t.steps} steps is early training (the bpb still falls steeply): the rows compare how fast each variant learns, not where it converges.`,
         `Without CMS: the chain is kept with every level at period 0 (frozen MLPs of the same size and parameters) rather than replaced by a separate MLP, so the only change is the absence of in-context updates; the trainer's segment length is pinned to ${m.cmsLevels[0].period} so backprop truncation matches the full model.`,
         `Seeds: one seed per row (two per row did not fit the time left on the shared machine); the full row is repeated at seed${cfg.fullExtraSeeds.length > 1 ? 's' : ''} ${cfg.fullExtraSeeds.map((s) => s + opts.seed - 1).join(', ')} and the spread of the full rows is the yardstick: a delta within it is not evidence either way. A single extra seed underestimates the noise; read deltas of the same size as the spread as inconclusive.`,
-        'Each switch is tested to change the model (integration-tests/experiments/lm-ablations.test.ts): with identical weights (dgd, momentum, CMS periods) or the same seed (switches that add or remove memories), the outputs differ from the full model.',
+        'Each switch is tested to change the model (integration-tests/experiments/lm-ablations.test.ts): with identical weights (dgd, CMS periods) or the same seed (switches that add or remove memories), the outputs differ from the full model.',
       ],
       verdict,
     };

@@ -233,9 +233,9 @@ const MODEL_FULL: LmModelConfig = {
   cmsLevels: [{ period: 16, learningRate: 0.01 }, { period: 0 }],
 };
 
-/** ffn widths: HOPE at hope-tiny's CMS expansion 2; the others' hidden width solved for HOPE's count (within 0.5% at dModel 32). */
+/** ffn widths: the others' hidden width solved for HOPE's count (within 0.5% at dModel 32); HOPE's CMS expansion is 1.25 (hope-tiny has 2): the stable self-modifying Titans' k/v/gate projections took the difference. */
 const FAMILIES: LmFamily[] = [
-  { kind: 'hope', ffnExpansion: 2 },
+  { kind: 'hope', ffnExpansion: 1.25 },
   { kind: 'hope-attention', ffnExpansion: 4 },
   { kind: 'transformer', ffnExpansion: 174 / 32 },
   { kind: 'titans', ffnExpansion: 136 / 32 },
