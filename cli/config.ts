@@ -14,6 +14,7 @@ import { readTextFile } from '../core/io/read';
 
 export const OPTIMIZERS = ['adam', 'adamw', 'sgd'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
+export const RUN_SCHEDULES = ['constant', 'warmupConstant', 'cosineDecay', 'warmupCosineDecay', 'linear'] as const;
 export const CORPORA = ['moby-dick', 'sotu', 'files'] as const;
 export type CorpusName = (typeof CORPORA)[number];
 export const TOKENIZERS = ['byte', 'bpe'] as const;
@@ -44,9 +45,19 @@ export const TrainingSchema = z
     batchSize: z.number().int().min(1).max(65536).default(4),
     seqLength: z.number().int().min(2).max(1 << 20).default(64).describe('tokens per training piece (one context)'),
     optimizer: z.enum(OPTIMIZERS).default('adam'),
-    learningRate: z.number().positive().default(3e-3),
-    weightDecay: z.number().min(0).default(0).describe('adamw only'),
-    clipNorm: z.number().positive().default(1),
+    learningRate: z.number().positive().max(100).default(3e-3),
+    schedule: z
+      .object({
+        name: z.enum(RUN_SCHEDULES).describe('learning-rate schedule (core/transforms/schedules.ts); the peak is training.learningRate'),
+        warmupSteps: z.number().int().min(0).default(0).describe('warmupConstant / warmupCosineDecay: linear warm-up from 0 over this many steps'),
+        endFactor: z.number().min(0).max(1).default(0).describe('cosineDecay / warmupCosineDecay / linear: final learning rate as a fraction of learningRate'),
+        steps: z.number().int().min(1).optional().describe('steps of the whole schedule incl. warm-up (default: training.steps)'),
+      })
+      .strict()
+      .optional()
+      .describe('learning-rate schedule (default: constant); saved in checkpoints with the optimizer state'),
+    weightDecay: z.number().min(0).max(1000).default(0).describe('adamw only'),
+    clipNorm: z.number().positive().max(1e12).default(1),
     gradientMode: z.enum(['full', 'stop']).default('full'),
     partialChunk: z.enum(['carry', 'flush']).default('carry'),
     segmentLength: z.number().int().min(1).max(1 << 20).optional().describe('default: the fastest CMS period; at most seqLength'),
@@ -99,6 +110,8 @@ export const RunConfigSchema = z
       ctx.addIssue({ code: 'custom', path: ['model', 'vocabSize'], message: `must equal data.vocabSize (${c.data.vocabSize}) with the bpe tokenizer, got ${v}` });
     }
     if (c.data.tokenizer === 'byte' && v < 256) ctx.addIssue({ code: 'custom', path: ['model', 'vocabSize'], message: `must be >= 256 with the byte tokenizer, got ${v}` });
+    const sch = c.training.schedule;
+    if (sch && sch.name.startsWith('warmup') && sch.warmupSteps < 1) ctx.addIssue({ code: 'custom', path: ['training', 'schedule', 'warmupSteps'], message: `must be >= 1 with schedule '${sch.name}'` });
   });
 
 export type RunConfig = z.infer<typeof RunConfigSchema>;
@@ -186,6 +199,25 @@ export function languageModelConfig(c: RunConfig): LanguageModelConfig {
   const m = c.model;
   const blocks = m.blocks.flatMap((b) => Array.from({ length: b.repeat }, () => ({ className: b.className, config: b.config ?? {} })));
   return { vocabSize: m.vocabSize, dModel: m.dModel, blocks, tieEmbeddings: m.tieEmbeddings, normEps: m.normEps, embeddingInitStd: m.embeddingInitStd };
+}
+
+/**
+ * The scaleBySchedule spec for training.schedule (core/transforms/schedules.ts), peak = training.learningRate,
+ * or null for a constant learning rate. The optimizer runs at learning rate 1 and is chained with it. The
+ * schedule's length is schedule.steps, else training.steps of the config (not a --steps override), and at
+ * least warmupSteps + 1.
+ */
+export function runScheduleSpec(t: RunConfig['training']): { transform: 'scaleBySchedule'; config: { schedule: Record<string, string | number> } } | null {
+  const s = t.schedule;
+  if (!s || s.name === 'constant') return null;
+  const lr = t.learningRate;
+  const steps = Math.max(s.steps ?? t.steps, s.warmupSteps + 1); // a run shorter than its warm-up stays in warm-up
+  const schedule: Record<string, string | number> =
+    s.name === 'warmupConstant' ? { name: s.name, init: 0, peak: lr, warmupSteps: s.warmupSteps }
+    : s.name === 'cosineDecay' ? { name: s.name, init: lr, steps, alpha: s.endFactor }
+    : s.name === 'warmupCosineDecay' ? { name: s.name, init: 0, peak: lr, warmupSteps: s.warmupSteps, steps, end: s.endFactor * lr }
+    : { name: 'linear', init: lr, end: s.endFactor * lr, steps, begin: 0 };
+  return { transform: 'scaleBySchedule', config: { schedule } };
 }
 
 /** JSON Schema of the run config (what presets/schema.json holds). */

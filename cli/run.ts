@@ -17,12 +17,13 @@ import { NODE_FS_OPS, writeFileAtomic, type AtomicFsOps } from '../core/io';
 import { describeFsError, readJsonFile } from '../core/io/read';
 import { LanguageModel } from '../plugins/hope/lm';
 import { hopePlugin } from '../plugins/hope/plugin';
-import { adamwOptimizer } from '../plugins/optimizers/factories';
+import { NlTransformOptimizer, type JsonObject, type TransformSpec } from '../core/transforms';
+import { adamwOptimizer, registerOptimizerTransforms } from '../plugins/optimizers/factories';
 import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../plugins/scheduler/checkpoint';
 import { tokenCrossEntropy } from '../plugins/scheduler/losses';
 import { DivergenceError, NestedTrainer, type DivergenceInfo, type ProgressEvent } from '../plugins/scheduler/trainer';
 import { builtinPlugins, createDefaultRuntime, type Runtime } from '../registry';
-import { languageModelConfig, validateRunConfig, type RunConfig } from './config';
+import { languageModelConfig, runScheduleSpec, validateRunConfig, type RunConfig } from './config';
 import { checkModelConfig } from './model-check';
 import { ByteTokenizer, bitsPerByte, loadDataset, tokenizerFromJson, trainBatch, validationBatches, type CorpusSpec, type Dataset, type Tokenizer } from './data';
 
@@ -56,6 +57,18 @@ export function runTokenizer(r: Run): Tokenizer {
 
 function makeOptimizer(c: RunConfig): tf.Optimizer {
   const t = c.training;
+  const schedule = runScheduleSpec(t);
+  if (schedule) {
+    // optimizer at learning rate 1, then the schedule (peak training.learningRate); its step count is optimizer state.
+    // adam/adamw: update -lr_t (m^ / (sqrt(v^) + eps) + wd W), as adamwOptimizer's with lr_t; 'adam' keeps
+    // tf.train.adam's epsilon (1e-7, the float32 backend epsilon), so a schedule changes only the learning rate.
+    const base: TransformSpec =
+      t.optimizer === 'sgd' ? { transform: 'scale', config: { factor: -1 } }
+      : t.optimizer === 'adam' ? { transform: 'adamw', config: { learningRate: 1, epsilon: 1e-7 } }
+      : { transform: 'adamw', config: { learningRate: 1, weightDecay: t.weightDecay } };
+    registerOptimizerTransforms();
+    return new NlTransformOptimizer({ transform: 'chain', config: { transforms: [base as unknown as JsonObject, schedule as unknown as JsonObject] } });
+  }
   switch (t.optimizer) {
     case 'adam':
       return tf.train.adam(t.learningRate);
