@@ -43,6 +43,8 @@ describe('registry/createRuntime', () => {
     expect(rt.hasCapability('nope')).to.equal(false);
     const layer = rt.createLayer('NlProbeA', { name: 'p1' });
     expect(layer).to.be.instanceOf(NlProbeA);
+    // a key the class does not report in getConfig() (a typo) is refused, naming it (issue 16)
+    expect(() => rt.createLayer('NlProbeA', { name: 'p2', factr: 2 })).to.throw(/^createLayer\(NlProbeA\)\.config\.factr: unknown key for NlProbeA/);
     const y = layer.apply(tf.tensor([1, 2])) as tf.Tensor;
     expect(Array.from(y.dataSync())).to.deep.equal([2, 4]);
     y.dispose();

@@ -26,6 +26,7 @@ import {
 } from '../core/transforms';
 import { registerFileSystemRouter } from '../core/io';
 import { NlTransformOptimizer } from '../core/transforms/optimizer';
+import { checkLayerConfigKeys } from '../core/validate';
 
 /** Classes that core itself provides; registered by every runtime under the owner name 'core'. */
 const CORE_OPTIMIZERS: readonly OptimizerClass[] = [NlTransformOptimizer as unknown as OptimizerClass];
@@ -223,7 +224,10 @@ export function createRuntime(options: RuntimeOptions): Runtime {
       if (config === null || typeof config !== 'object' || Array.isArray(config)) {
         throw new Error(`createLayer(${className}): config must be a plain object`);
       }
-      return new cls({ ...config }) as L;
+      const layer = new cls({ ...config }) as L;
+      // unknown keys (typos) are refused for every class: the given config must be what the layer reports back
+      checkLayerConfigKeys(layer, config, `createLayer(${className}).config`);
+      return layer;
     },
     createOptimizer<O extends tf.Optimizer>(className: string, config: object = {}): O {
       const cls = optimizerClasses.get(className);
