@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { expectNoLeakedTensors } from '../testing';
-import { buildTransform } from './registry';
+import { buildTransform, type TransformSpec } from './registry';
 import { NlTransformOptimizer } from './optimizer';
 import { readSchedule, scaleBySchedule, SCHEDULE_COUNT_KEY, scheduleValue, type Schedule } from './schedules';
 
@@ -24,7 +24,9 @@ function factors(s: Schedule, n: number): number[] {
 
 describe('core/transforms: learning-rate schedules (scaleBySchedule)', () => {
   it('closed forms: linear warm-up, cosine decay, constant with warm-up, warm-up + cosine (count starts at 0, as optax)', () => {
-    const close = (a: number, b: number): void => expect(Math.abs(a - b)).to.be.below(1e-7 + 1e-6 * Math.abs(b));
+    const close = (a: number, b: number): void => {
+      expect(Math.abs(a - b)).to.be.below(1e-7 + 1e-6 * Math.abs(b));
+    };
     // linear {0 -> 1e-2 over 4 updates}: 0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2
     [0, 2.5e-3, 5e-3, 7.5e-3, 1e-2, 1e-2].forEach((v, c) => close(scheduleValue(readSchedule({ name: 'linear', init: 0, end: 1e-2, steps: 4 }), c), v));
     // begin: flat until 2
@@ -60,7 +62,7 @@ describe('core/transforms: learning-rate schedules (scaleBySchedule)', () => {
   });
 
   it('resume continues the schedule bit-exactly (getWeights/setWeights of NlTransformOptimizer, count in state)', async () => {
-    const spec = { transform: 'chain', config: { transforms: [{ transform: 'momentum', config: { learningRate: 1, beta: 0.9 } }, { transform: 'scaleBySchedule', config: { schedule: { name: 'warmupCosineDecay', peak: 0.05, warmupSteps: 3, steps: 10, end: 0.005 } } }] } };
+    const spec: TransformSpec = { transform: 'chain', config: { transforms: [{ transform: 'momentum', config: { learningRate: 1, beta: 0.9 } }, { transform: 'scaleBySchedule', config: { schedule: { name: 'warmupCosineDecay', peak: 0.05, warmupSteps: 3, steps: 10, end: 0.005 } } }] } } as never;
     const run = async (stopAt: number | null): Promise<Float32Array> => {
       const w = tf.variable(tf.tensor2d([[1, -2], [0.5, 3]]), true, `sched/w${stopAt ?? 'x'}`);
       let opt = new NlTransformOptimizer(spec);
@@ -75,7 +77,7 @@ describe('core/transforms: learning-rate schedules (scaleBySchedule)', () => {
           expect(copies.map((c) => c.name)).to.include(SCHEDULE_COUNT_KEY.replace('::', '::1/'));
           tf.dispose(copies.map((c) => c.tensor));
         }
-        tf.dispose(opt.minimize(loss, true));
+        tf.dispose(opt.minimize(loss, true) ?? []);
       }
       const out = w.dataSync().slice() as Float32Array;
       opt.dispose();
