@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
 import { createDefaultRuntime } from '../registry';
 import { NlLinearAttention, type LinearAttentionState } from '../plugins/linear-attention';
-import { seededRandom } from '../plugins/hope/random';
+import { seededRandom } from '../core';
 
 const VOCAB = 256;
 

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
 import { NlContinuumMemorySystem } from '../plugins/cms/layer';
-import { NestedModel } from '../plugins/scheduler/model';
+import { NestedModel } from '../core';
 import { tokenSquaredError } from '../plugins/scheduler/losses';
 import { NestedTrainer } from '../plugins/scheduler/trainer';
 import { emit, progress, timeMs } from './lib';

@@ -32,7 +32,7 @@ import { createRun, disposeRun, type Run } from '../cli/run';
 import { startKernelCounter, startPeakBytes } from '../core/profiling';
 import type { DataParallelTrainer } from '../plugins/scheduler/parallel/coordinator';
 import { LanguageModel } from '../plugins/hope/lm';
-import { disposeStates, type StageStates } from '../plugins/scheduler/model';
+import { disposeStates, type StageStates } from '../core';
 import { emit, progress } from './lib';
 
 function flag(args: string[], name: string): string | undefined {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { BPE_FORMAT, BpeTokenizer, type BpeJson, DEFAULT_MAX_CHUNK, MAX_BPE_VOCAB, forEachChunk, trainBpe } from './bpe';
-import { seededRandom } from '../plugins/hope/random';
+import { seededRandom } from '../core';
 
 const bytesOf = (s: string): Uint8Array => new Uint8Array(Buffer.from(s, 'utf8'));
 const chunks = (s: string): string[] => {

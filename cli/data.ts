@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { seededRandom } from '../plugins/hope/random';
+import { seededRandom } from '../core';
 import { describeFsError, fileKind, firstInvalidUtf8, readRegularFile } from '../core/io/read';
 import { BpeTokenizer, trainBpe, type BpeJson } from './bpe';
 import type { CorpusName, TokenizerName } from './config';

@@ -12,7 +12,7 @@ import { loadPreset, type RunConfigInput } from './config';
 import { loadCorpusText, splitTokens, trainBatch, validationBatches } from './data';
 import { TOKENIZER_FILE, createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, runTokenizer, train, type Run } from './run';
 import { LanguageModel } from '../plugins/hope/lm';
-import { seededRandom, withSeededRandom } from '../plugins/hope/random';
+import { seededRandom, withSeededRandom } from '../core';
 
 /** Every weight of every stage (embedding, blocks with all their sub-layers' weights, head), by position (tfjs makes layer names unique per model). */
 function allWeights(r: Run): Array<{ name: string; values: Float32Array | Int32Array | Uint8Array }> {

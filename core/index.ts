@@ -13,3 +13,5 @@ export * from './transforms';
 export * from './stateful';
 export * from './profiling';
 export * from './validate';
+export * from './random';
+export * from './nested-model';

@@ -29,7 +29,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { NamedTensor } from '../core';
 import { NlContinuumMemorySystem } from '../plugins/cms/layer';
 import type { CmsVariant } from '../plugins/cms/config';
-import { NestedModel } from '../plugins/scheduler/model';
+import { NestedModel } from '../core';
 import { tokenCrossEntropy } from '../plugins/scheduler/losses';
 import { NestedTrainer } from '../plugins/scheduler/trainer';
 import { digitExamples, permutation, take, type DigitSplit, type MnistRanges } from './mnist-data';

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { LanguageModel } from '../plugins/hope/lm';
-import { seededRandom, withSeededRandom } from '../plugins/hope/random';
+import { seededRandom, withSeededRandom } from '../core';
 import { blockSpec, type BlockKind } from '../plugins/hope/kinds';
 import type { LayerSpec } from '../plugins/hope/block';
 import { NestedTrainer } from '../plugins/scheduler/trainer';
@@ -45,7 +45,7 @@ export interface ModelSizes {
   cmsLevels?: Array<{ period: number; learningRate?: number }>;
 }
 
-/** Deterministic uniform [0, 1) generator (mulberry32; the project's one implementation, plugins/hope/random.ts). */
+/** Deterministic uniform [0, 1) generator (mulberry32; the project's one implementation, core/random.ts). */
 export const rng = seededRandom;
 
 /** Integer in [lo, hi] (inclusive). */
@@ -53,7 +53,7 @@ export function randInt(r: () => number, lo: number, hi: number): number {
   return lo + Math.floor(r() * (hi - lo + 1));
 }
 
-/** Scoped seeded Math.random (plugins/hope/random.ts); buildModel runs model construction in it. */
+/** Scoped seeded Math.random (core/random.ts); buildModel runs model construction in it. */
 export { withSeededRandom };
 
 export interface ModelRun {

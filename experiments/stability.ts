@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { MemoryState } from '../core/memory-state';
-import { disposeStates, type StageStates } from '../plugins/scheduler/model';
+import { disposeStates, type StageStates } from '../core';
 import { MAD_EXPERIMENTS, buildConvModel, generate, memorizationMap, taskVocab, MAD_TASKS, PAD, type ConvModelSizes, type MadConfig, type TaskSizes } from './mad';
 import { disposeModel, leftPad, rng, trainStep, type ModelKind, type ModelRun } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';

@@ -10,7 +10,7 @@ import { expect } from 'chai';
 import type { TransformSpec } from '../../core';
 import { assertClose, expectNoLeakedTensors } from '../../core/testing';
 import { registerOptimizerTransforms } from '../optimizers/factories';
-import { NestedModel } from '../scheduler/model';
+import { NestedModel } from '../../core';
 import { tokenSquaredError } from '../scheduler/losses';
 import { NestedTrainer } from '../scheduler/trainer';
 import { NlContinuumMemorySystem } from './layer';

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { assertClose } from '../../core/testing';
-import { NestedModel } from '../scheduler/model';
+import { NestedModel } from '../../core';
 import { tokenSquaredError } from '../scheduler/losses';
 import { NestedTrainer } from '../scheduler/trainer';
 import { cmsFromDense } from './retrofit';

@@ -19,10 +19,10 @@ import {
   type InContextLearner,
   type MemoryState,
 } from '../../core';
-import { NlContinuumMemorySystem } from '../cms/layer';
-import { NlLinearAttention } from '../linear-attention/layer';
-import { NlSelfModifyingTitans } from '../self-modifying-titans/layer';
-import { NlTitansMemory } from '../titans/layer';
+import { NlContinuumMemorySystem } from '../cms';
+import { NlLinearAttention } from '../linear-attention';
+import { NlSelfModifyingTitans } from '../self-modifying-titans';
+import { NlTitansMemory } from '../titans';
 import { NlCausalAttention, NlGatedMlp } from './attention';
 import { bool, fail, posInt, posNum, rmsNorm, type BaseLayerArgs } from './util';
 

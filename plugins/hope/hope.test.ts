@@ -7,7 +7,7 @@ import { assertClose, expectNoLeakedTensors } from '../../core/testing';
 import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../scheduler/checkpoint';
 import { tokenCrossEntropy } from '../scheduler/losses';
 import { NestedTrainer } from '../scheduler/trainer';
-import { disposeStates } from '../scheduler/model';
+import { disposeStates } from '../../core';
 import { NlContinuumMemorySystem } from '../cms/layer';
 import { NlHopeBlock, NlResidualBlock, LanguageModel, blockSpec, BLOCK_KINDS, rmsNorm, type BlockKind, type LanguageModelConfig } from './index';
 

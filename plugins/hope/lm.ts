@@ -5,9 +5,8 @@
  * token by token (O(1) per token for recurrent blocks, O(context) for attention's KV cache).
  */
 import * as tf from '@tensorflow/tfjs';
-import { NestedModel, disposeStates, type StageStates } from '../scheduler/model';
+import { NestedModel, disposeStates, seededRandom, withSeededRandom, type StageStates } from '../../core';
 import { createSubLayer, type LayerSpec } from './block';
-import { seededRandom, withSeededRandom } from './random';
 import { bool, fail, posInt, posNum, rmsNorm, type BaseLayerArgs } from './util';
 
 export interface TokenEmbeddingArgs extends BaseLayerArgs {
@@ -160,7 +159,7 @@ export interface GenerateOptions {
   onToken?: (id: number) => void;
 }
 
-export { seededRandom } from './random';
+export { seededRandom } from '../../core';
 
 export interface LanguageModelOptions {
   /**

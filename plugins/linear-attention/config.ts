@@ -4,10 +4,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { LINEAR_ATTENTION_RULES, type LinearAttentionRule } from './ops/types';
-import { TRIL_INVERSE_METHODS, type TrilInverseMethod } from './ops/tril-inverse';
+import { TRIL_INVERSE_METHODS, type TrilInverseMethod } from '../../core/ops/tril-inverse';
 
 export type { LinearAttentionRule } from './ops/types';
-export type { TrilInverseMethod } from './ops/tril-inverse';
+export type { TrilInverseMethod } from '../../core/ops/tril-inverse';
 
 /** Normalisation of q and k per head before the memory sees them. */
 export type QkNorm = 'l2' | 'none';
@@ -79,7 +79,7 @@ export interface LinearAttentionArgs extends BaseLayerArgs {
   /** Implementation: 'chunked' (default) or 'naive' (reference; slow, for tests and benchmarks). */
   impl?: LinearAttentionImpl;
   /** How the chunked delta rules build (I + N)^{-1}: 'blocked' (default, stable) or 'series'
-   * (Neumann product; loses float32 precision for near-repeated keys, see ops/tril-inverse.ts). */
+   * (Neumann product; loses float32 precision for near-repeated keys, see core/ops/tril-inverse.ts). */
   inverse?: TrilInverseMethod;
   /** Biases on the q, k, v and output projections. Default false. (beta and alpha always have a bias.) */
   useBias?: boolean;

@@ -32,5 +32,5 @@ export {
 } from './state';
 export { naiveRecurrence } from './ops/naive';
 export { chunkedRecurrence, type ChunkedOptions } from './ops/chunked';
-export { seriesInverse, wyInverse, wyMatrix, TRIL_INVERSE_METHODS, type TrilInverseMethod } from './ops/tril-inverse';
+export { seriesInverse, wyInverse, wyMatrix, TRIL_INVERSE_METHODS, type TrilInverseMethod } from '../../core/ops/tril-inverse';
 export { LINEAR_ATTENTION_RULES, type LinearAttentionRule, type RecurrenceInputs, type RecurrenceOutputs } from './ops/types';

@@ -25,7 +25,7 @@ import {
 } from './config';
 import { chunkedRecurrence } from './ops/chunked';
 import { naiveRecurrence } from './ops/naive';
-import type { TrilInverseMethod } from './ops/tril-inverse';
+import type { TrilInverseMethod } from '../../core/ops/tril-inverse';
 import type { LinearAttentionRule, RecurrenceInputs } from './ops/types';
 import { checkLinearAttentionState, zeroLinearAttentionState, type LinearAttentionState } from './state';
 

@@ -1,7 +1,7 @@
 /** Public surface of nested-learning/plugins/scheduler. */
 export { schedulerPlugin, SCHEDULER_TOKENS, type NestedTrainerFactory } from './plugin';
-export { NestedModel, disposeStates } from './model';
-export type { NestedStage, StageStates } from './model';
+export { NestedModel, disposeStates } from '../../core';
+export type { NestedStage, StageStates } from '../../core';
 export { NestedTrainer, PARTIAL_CHUNK_POLICIES } from './trainer';
 export type {
   LevelClock,

@@ -1,7 +1,7 @@
 /** Manifest of the scheduler plugin: the nested trainer, offered to the container as a factory service. */
 import { ContainerModule } from 'inversify';
 import { definePlugin, token } from '../../core';
-import type { NestedModel } from './model';
+import type { NestedModel } from '../../core';
 import { NestedTrainer, type NestedTrainerOptions } from './trainer';
 
 /** Builds a NestedTrainer for a model; bound in the runtime's container by this plugin. */

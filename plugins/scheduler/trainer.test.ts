@@ -11,7 +11,7 @@ import { referenceRun, type Mat } from '../cms/testing/reference';
 import { NlLinearAttention } from '../linear-attention/layer';
 import { loadTrainerCheckpoint, saveTrainerCheckpoint } from './checkpoint';
 import { tokenCrossEntropy, tokenSquaredError } from './losses';
-import { NestedModel } from './model';
+import { NestedModel } from '../../core';
 import { NestedTrainer, type ProgressEvent } from './trainer';
 
 const D = 3;

@@ -36,7 +36,7 @@ import {
   type MemoryState,
   type Scheduler,
 } from '../../core';
-import { disposeStates, type NestedModel, type StageStates } from './model';
+import { disposeStates, type NestedModel, type StageStates } from '../../core';
 
 /** What happens to a level's partial chunk at the end of a piece (train/memorize call). 'carry': it
  * stays pending and the count continues in the next piece of the same context (boundaries stay at

@@ -11,7 +11,7 @@ import { NlTitansMemory, titansForward, type TitansOptions, type TitansWeights }
 import { resolveTitansConfig, type TitansMemoryArgs } from './config';
 import type { TitansMemoryState } from './state';
 import { NlLinearAttention } from '../linear-attention/layer';
-import { withSeededRandom } from '../hope/random';
+import { withSeededRandom } from '../../core';
 
 const B = 2;
 const D = 8;

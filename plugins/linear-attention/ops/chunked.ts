@@ -25,13 +25,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { checkRecurrenceInputs, type LinearAttentionRule, type RecurrenceInputs, type RecurrenceOutputs } from './types';
-import { cumsumSafe, splitAxis0, stackAxis0 } from './tf-util';
-import { wyInverse, type TrilInverseMethod } from './tril-inverse';
+import { cumsumSafe, splitAxis0, stackAxis0 } from '../../../core/ops/tensor-util';
+import { wyInverse, type TrilInverseMethod } from '../../../core/ops/tril-inverse';
 
 export interface ChunkedOptions {
   /** Tokens per chunk C (a positive integer; the effective chunk is min(C, T)). */
   chunkSize: number;
-  /** How (I + N)^{-1} is built (see ops/tril-inverse.ts). Default 'blocked'. */
+  /** How (I + N)^{-1} is built (see core/ops/tril-inverse.ts). Default 'blocked'. */
   inverse?: TrilInverseMethod;
 }
 
@@ -116,7 +116,7 @@ export function chunkedRecurrence(rule: LinearAttentionRule, inp: RecurrenceInpu
       const eyeK = tf.eye(dk).expandDims(0); // [1, dk, dk]
       const m = (gLast ? eyeK.mul(tf.exp(gLast).expandDims(2)) : eyeK).sub(wk).reshape([nb, n, dk, dk]); // gamma_C I - W^T Kd
       // Chunk-major, so each chunk's slice is contiguous; splitAxis0/stackAxis0 keep the per-chunk
-      // slicing O(size log n) on wasm (see ops/tf-util.ts).
+      // slicing O(size log n) on wasm (see core/ops/tensor-util.ts).
       const rs = splitAxis0(r.transpose([1, 0, 2, 3])) as tf.Tensor3D[]; // n x [N, dv, dk]
       const ms = splitAxis0(m.transpose([1, 0, 2, 3])) as tf.Tensor3D[]; // n x [N, dk, dk]
       const carried: tf.Tensor3D[] = [];

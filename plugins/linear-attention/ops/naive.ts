@@ -11,7 +11,7 @@
  * which is one gradient step on 1/2 ||S' k - v||^2 with step beta.
  */
 import * as tf from '@tensorflow/tfjs';
-import { splitAxis0, stackAxis0 } from './tf-util';
+import { splitAxis0, stackAxis0 } from '../../../core/ops/tensor-util';
 import { checkRecurrenceInputs, type LinearAttentionRule, type RecurrenceInputs, type RecurrenceOutputs } from './types';
 
 export function naiveRecurrence(rule: LinearAttentionRule, inp: RecurrenceInputs): RecurrenceOutputs {
@@ -20,7 +20,7 @@ export function naiveRecurrence(rule: LinearAttentionRule, inp: RecurrenceInputs
     const [n, t, dk] = inp.q.shape;
     const dv = inp.v.shape[2];
     // Time-major, so each token's slice is contiguous; splitAxis0 slices in O(size log T) on wasm
-    // (tf.unstack would copy the whole input once per token there, see ops/tf-util.ts).
+    // (tf.unstack would copy the whole input once per token there, see core/ops/tensor-util.ts).
     const qs = splitAxis0(inp.q.transpose([1, 0, 2])); // T x [N, dk]
     const ks = splitAxis0(inp.k.transpose([1, 0, 2])); // T x [N, dk]
     const vs = splitAxis0(inp.v.transpose([1, 0, 2])); // T x [N, dv]

@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { assertClose } from '../../../core/testing';
 import { chunkedRecurrence } from './chunked';
 import { naiveRecurrence } from './naive';
-import { seriesInverse, wyInverse, wyMatrix, type TrilInverseMethod } from './tril-inverse';
+import { seriesInverse, wyInverse, wyMatrix, type TrilInverseMethod } from '../../../core/ops/tril-inverse';
 import { LINEAR_ATTENTION_RULES, type LinearAttentionRule, type RecurrenceInputs, type RecurrenceOutputs } from './types';
 
 /** Float64 forward substitution: (I + N)^{-1} for one strictly lower C x C matrix (row-major). */

@@ -4,7 +4,7 @@ import { assertClose, expectNoLeakedTensors } from '../../../core/testing';
 import { NlContinuumMemorySystem } from '../../cms/layer';
 import { NlLinearAttention } from '../../linear-attention/layer';
 import { tokenSquaredError } from '../losses';
-import { NestedModel } from '../model';
+import { NestedModel } from '../../../core';
 import { NestedTrainer, type NestedTrainerOptions } from '../trainer';
 import { DataParallelTrainer } from './coordinator';
 import { loopbackPair } from './loopback';

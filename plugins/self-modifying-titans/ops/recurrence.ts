@@ -22,8 +22,8 @@
  *   W1 has scalar dynamics: W1_t = gamma_t W1_0 + rho_t M1_0 + sum_s Lam_ts y1_s h_s^T (attention-like).
  */
 import * as tf from '@tensorflow/tfjs';
-import { splitAxis0, stackAxis0 } from '../../linear-attention/ops/tf-util';
-import { wyInverse } from '../../linear-attention/ops/tril-inverse';
+import { splitAxis0, stackAxis0 } from '../../../core/ops/tensor-util';
+import { wyInverse } from '../../../core/ops/tril-inverse';
 import { activate, type MemoryActivation } from './memory';
 import { batchedToWide } from './layout';
 

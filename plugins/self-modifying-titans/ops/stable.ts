@@ -35,7 +35,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { stopGradient } from '../../../core/ops/stop-gradient';
 import { checkpoint } from '../../../core/ops/checkpoint';
-import { wyInverse } from '../../linear-attention/ops/tril-inverse';
+import { wyInverse } from '../../../core/ops/tril-inverse';
 import { activate, activateGrad, type MemoryActivation } from './memory';
 import type { MemoryName, SmtOptions, SmtState, SmtWeights } from './forward';
 

@@ -7,7 +7,8 @@
  * Stages that implement InContextLearner (core/stateful.ts) also learn in context (Eq. 71).
  */
 import * as tf from '@tensorflow/tfjs';
-import { disposeState, isInContextLearner, isStatefulSequenceLayer, type InContextLearner, type MemoryState, type StatefulSequenceLayer } from '../../core';
+import { disposeState, type MemoryState } from './memory-state';
+import { isInContextLearner, isStatefulSequenceLayer, type InContextLearner, type StatefulSequenceLayer } from './stateful';
 
 export interface NestedStage {
   layer: tf.layers.Layer;
