@@ -9,10 +9,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
-import { NlContinuumMemorySystem } from '../plugins/cms/layer';
+import { NlContinuumMemorySystem } from '../plugins/cms';
 import { NestedModel } from '../core';
-import { tokenSquaredError } from '../plugins/scheduler/losses';
-import { NestedTrainer } from '../plugins/scheduler/trainer';
+import { tokenSquaredError } from '../plugins/scheduler';
+import { NestedTrainer } from '../plugins/scheduler';
 import { emit, progress, timeMs } from './lib';
 
 const B = 4;

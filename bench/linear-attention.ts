@@ -14,8 +14,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
-import { linearAttentionForward, type LinearAttentionOptions, type LinearAttentionWeights } from '../plugins/linear-attention/layer';
-import type { LinearAttentionRule } from '../plugins/linear-attention/ops/types';
+import { linearAttentionForward, type LinearAttentionOptions, type LinearAttentionWeights } from '../plugins/linear-attention';
+import type { LinearAttentionRule } from '../plugins/linear-attention';
 import { emit, progress, timeMs } from './lib';
 
 const B = 4;

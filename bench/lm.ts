@@ -30,8 +30,8 @@ import { PRESET_NAMES, languageModelConfig, loadPreset } from '../cli/config';
 import { startRunWorkers } from '../cli/parallel';
 import { createRun, disposeRun, type Run } from '../cli/run';
 import { startKernelCounter, startPeakBytes } from '../core/profiling';
-import type { DataParallelTrainer } from '../plugins/scheduler/parallel/coordinator';
-import { LanguageModel } from '../plugins/hope/lm';
+import type { DataParallelTrainer } from '../plugins/scheduler';
+import { LanguageModel } from '../plugins/hope';
 import { disposeStates, type StageStates } from '../core';
 import { emit, progress } from './lib';
 

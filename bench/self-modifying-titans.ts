@@ -20,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
 import { l2Loss } from '../core/inner-loss';
-import { memoryNames, selfModifyingTitansForward, type SmtOptions, type SmtWeights } from '../plugins/self-modifying-titans/ops/forward';
+import { memoryNames, selfModifyingTitansForward, type SmtOptions, type SmtWeights } from '../plugins/self-modifying-titans';
 import { emit, progress, timeMs } from './lib';
 
 const B = 4;

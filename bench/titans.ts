@@ -15,9 +15,9 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
-import { resolveTitansConfig } from '../plugins/titans/config';
-import { titansForward, type TitansOptions, type TitansWeights } from '../plugins/titans/layer';
-import { memoryMatrixShapes, type MemoryKind } from '../plugins/titans/ops/memory';
+import { resolveTitansConfig } from '../plugins/titans';
+import { titansForward, type TitansOptions, type TitansWeights } from '../plugins/titans';
+import { memoryMatrixShapes, type MemoryKind } from '../plugins/titans';
 import { emit, progress, timeMs } from './lib';
 
 const B = 4;

@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { LanguageModel } from '../plugins/hope/lm';
+import { LanguageModel } from '../plugins/hope';
 import { PRESET_NAMES, languageModelConfig, loadPreset, loadRunConfig, presetsDir, runConfigJsonSchema, validateRunConfig } from './config';
 
 const base = { model: { dModel: 8, blocks: [{ className: 'NlHopeBlock' }] } };

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { z } from 'zod';
-import type { LanguageModelConfig } from '../plugins/hope/lm';
+import type { LanguageModelConfig } from '../plugins/hope';
 import { MAX_BPE_VOCAB } from './bpe';
 import { readTextFile } from '../core/io/read';
 

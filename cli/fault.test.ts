@@ -19,8 +19,8 @@ import { expect } from 'chai';
 import { baseConfigs, corpusText } from './fuzz/cases';
 import { strayTemps } from './fuzz/harness';
 import { createRun, datasetFor, disposeRun, loadRun, train, type MetricsRow } from './run';
-import { saveTrainerCheckpoint } from '../plugins/scheduler/checkpoint';
-import { DivergenceError } from '../plugins/scheduler/trainer';
+import { saveTrainerCheckpoint } from '../plugins/scheduler';
+import { DivergenceError } from '../plugins/scheduler';
 
 const rowsOf = (dir: string): MetricsRow[] =>
   fs.existsSync(path.join(dir, 'metrics.jsonl'))

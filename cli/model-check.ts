@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { checkChunkedBlock, checkLayerConfigKeys, isPlainObject, joinPath } from '../core/validate';
-import { createSubLayer } from '../plugins/hope/block';
+import { createSubLayer } from '../plugins/hope';
 import type { RunConfig } from './config';
 
 export const MAX_RATE = 100;

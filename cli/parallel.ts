@@ -4,9 +4,9 @@
  * building the same run from its config (buildRunReplica) and receiving rank 0's weights and optimizer
  * state. Results equal a 1-worker run up to float rounding (plugins/scheduler/parallel).
  */
-import type { DataParallelTrainer } from '../plugins/scheduler/parallel/coordinator';
-import { availableCores, startNodeDataParallel } from '../plugins/scheduler/parallel/node';
-import type { ReplicaHandle } from '../plugins/scheduler/parallel/replica';
+import type { DataParallelTrainer } from '../plugins/scheduler';
+import { availableCores, startNodeDataParallel } from '../plugins/scheduler/node';
+import type { ReplicaHandle } from '../plugins/scheduler';
 import { createRun, disposeRun, type Run } from './run';
 
 export { availableCores };

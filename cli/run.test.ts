@@ -11,7 +11,7 @@ import { trainBpe } from './bpe';
 import { loadPreset, type RunConfigInput } from './config';
 import { loadCorpusText, splitTokens, trainBatch, validationBatches } from './data';
 import { TOKENIZER_FILE, createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, runTokenizer, train, type Run } from './run';
-import { LanguageModel } from '../plugins/hope/lm';
+import { LanguageModel } from '../plugins/hope';
 import { seededRandom, withSeededRandom } from '../core';
 
 /** Every weight of every stage (embedding, blocks with all their sub-layers' weights, head), by position (tfjs makes layer names unique per model). */

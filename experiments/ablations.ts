@@ -12,7 +12,7 @@
  * The library's HOPE uses a static q (W_q), so 'adaptive-q' is the row that tests the paper's
  * "static q costs almost nothing". The full row is run at two seeds: its spread is the noise yardstick.
  */
-import type { LayerSpec } from '../plugins/hope/block';
+import type { LayerSpec } from '../plugins/hope';
 import { LM_MODEL_SMOKE, LM_TRAIN_FULL, LM_TRAIN_SMOKE, cellRows, lmBlockSpec, runLmCell, type HopeOverrides, type LmFamily, type LmModelConfig, type LmTrainConfig } from './lm';
 import { lm as lmExperiment } from './lm';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';

@@ -17,9 +17,9 @@ import * as tf from '@tensorflow/tfjs';
 import { languageModelConfig, loadPreset } from '../cli/config';
 import { bitsPerByte, loadDataset, trainBatch } from '../cli/data';
 import { nlRuntime } from '../cli/run';
-import { LanguageModel, type LanguageModelConfig } from '../plugins/hope/lm';
-import { tokenCrossEntropy } from '../plugins/scheduler/losses';
-import { NestedTrainer } from '../plugins/scheduler/trainer';
+import { LanguageModel, type LanguageModelConfig } from '../plugins/hope';
+import { tokenCrossEntropy } from '../plugins/scheduler';
+import { NestedTrainer } from '../plugins/scheduler';
 import { withSeededRandom } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
 

@@ -27,11 +27,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { NamedTensor } from '../core';
-import { NlContinuumMemorySystem } from '../plugins/cms/layer';
-import type { CmsVariant } from '../plugins/cms/config';
+import { NlContinuumMemorySystem } from '../plugins/cms';
+import type { CmsVariant } from '../plugins/cms';
 import { NestedModel } from '../core';
-import { tokenCrossEntropy } from '../plugins/scheduler/losses';
-import { NestedTrainer } from '../plugins/scheduler/trainer';
+import { tokenCrossEntropy } from '../plugins/scheduler';
+import { NestedTrainer } from '../plugins/scheduler';
 import { digitExamples, permutation, take, type DigitSplit, type MnistRanges } from './mnist-data';
 import { rng, withSeededRandom } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';

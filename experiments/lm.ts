@@ -16,11 +16,11 @@ import * as tf from '@tensorflow/tfjs';
 import type { CorpusName } from '../cli/config';
 import { bitsPerByte, loadDataset, trainBatch, validationBatches, type Dataset } from '../cli/data';
 import { nlRuntime } from '../cli/run';
-import type { LayerSpec } from '../plugins/hope/block';
-import type { BlockKind } from '../plugins/hope/kinds';
-import { LanguageModel } from '../plugins/hope/lm';
-import { tokenCrossEntropy } from '../plugins/scheduler/losses';
-import { NestedTrainer } from '../plugins/scheduler/trainer';
+import type { LayerSpec } from '../plugins/hope';
+import type { BlockKind } from '../plugins/hope';
+import { LanguageModel } from '../plugins/hope';
+import { tokenCrossEntropy } from '../plugins/scheduler';
+import { NestedTrainer } from '../plugins/scheduler';
 import { withSeededRandom } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
 

@@ -15,8 +15,8 @@
  * cannot bind a value to the key before it (the MQAR null result), so the comparison would test the
  * missing convolution, not the mixers.
  */
-import { LanguageModel } from '../plugins/hope/lm';
-import { NestedTrainer } from '../plugins/scheduler/trainer';
+import { LanguageModel } from '../plugins/hope';
+import { NestedTrainer } from '../plugins/scheduler';
 import { nlRuntime } from '../cli/run';
 import * as tf from '@tensorflow/tfjs';
 import { disposeModel, evalBatch, leftPad, maskedCrossEntropy, modelBlockSpec, randInt, rng, trainStep, withSeededRandom, type ModelKind, type ModelRun, type ModelSizes } from './models';

@@ -6,11 +6,11 @@
  * at test time exactly as in training).
  */
 import * as tf from '@tensorflow/tfjs';
-import { LanguageModel } from '../plugins/hope/lm';
+import { LanguageModel } from '../plugins/hope';
 import { seededRandom, withSeededRandom } from '../core';
-import { blockSpec, type BlockKind } from '../plugins/hope/kinds';
-import type { LayerSpec } from '../plugins/hope/block';
-import { NestedTrainer } from '../plugins/scheduler/trainer';
+import { blockSpec, type BlockKind } from '../plugins/hope';
+import type { LayerSpec } from '../plugins/hope';
+import { NestedTrainer } from '../plugins/scheduler';
 import { nlRuntime } from '../cli/run';
 
 /**

@@ -19,16 +19,16 @@ import { NlTransformOptimizer, type TransformSpec } from '../core';
 import { languageModelConfig, loadPreset } from '../cli/config';
 import { loadDataset, trainBatch, validationBatches, bitsPerByte } from '../cli/data';
 import { nlRuntime } from '../cli/run';
-import { LanguageModel } from '../plugins/hope/lm';
-import { assocMomentum } from '../plugins/optimizers/assoc-momentum';
-import { deltaMomentum } from '../plugins/optimizers/delta-momentum';
-import { registerOptimizerTransforms } from '../plugins/optimizers/factories';
-import { tokenCrossEntropy } from '../plugins/scheduler/losses';
-import { NestedTrainer } from '../plugins/scheduler/trainer';
+import { LanguageModel } from '../plugins/hope';
+import { assocMomentum } from '../plugins/optimizers';
+import { deltaMomentum } from '../plugins/optimizers';
+import { registerOptimizerTransforms } from '../plugins/optimizers';
+import { tokenCrossEntropy } from '../plugins/scheduler';
+import { NestedTrainer } from '../plugins/scheduler';
 import { digitExamples } from './mnist-data';
 import { withSeededRandom } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
-import { type Toy64Optimizer, toyRun, toyRunFloat64 } from '../plugins/optimizers/toy';
+import { type Toy64Optimizer, toyRun, toyRunFloat64 } from '../plugins/optimizers';
 
 export interface OptimizersConfig {
   /** Optimizer label -> base spec (learning rates get multiplied by the grid). */

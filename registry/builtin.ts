@@ -3,14 +3,14 @@
  * "load plugin X" hints shown when a model or config names a class whose plugin is not loaded.
  */
 import type { PluginManifest } from '../core';
-import { associativeMemoryPlugin } from '../plugins/associative-memory/plugin';
-import { linearAttentionPlugin } from '../plugins/linear-attention/plugin';
-import { cmsPlugin } from '../plugins/cms/plugin';
-import { schedulerPlugin } from '../plugins/scheduler/plugin';
-import { optimizersPlugin } from '../plugins/optimizers/plugin';
-import { selfModifyingTitansPlugin } from '../plugins/self-modifying-titans/plugin';
-import { titansPlugin } from '../plugins/titans/plugin';
-import { hopePlugin } from '../plugins/hope/plugin';
+import { associativeMemoryPlugin } from '../plugins/associative-memory';
+import { linearAttentionPlugin } from '../plugins/linear-attention';
+import { cmsPlugin } from '../plugins/cms';
+import { schedulerPlugin } from '../plugins/scheduler';
+import { optimizersPlugin } from '../plugins/optimizers';
+import { selfModifyingTitansPlugin } from '../plugins/self-modifying-titans';
+import { titansPlugin } from '../plugins/titans';
+import { hopePlugin } from '../plugins/hope';
 import { createRuntime, addClassHints, type Runtime, type RuntimeOptions } from './runtime';
 
 export function builtinPlugins(): PluginManifest[] {

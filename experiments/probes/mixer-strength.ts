@@ -16,8 +16,8 @@ import { Command } from 'commander';
 import { selectBackend } from '../../core/backend';
 import { nlRuntime } from '../../cli/run';
 import { crossTokenSensitivity } from './sensitivity';
-import { NestedTrainer } from '../../plugins/scheduler/trainer';
-import { LanguageModel } from '../../plugins/hope/lm';
+import { NestedTrainer } from '../../plugins/scheduler';
+import { LanguageModel } from '../../plugins/hope';
 import { disposeModel, evalBatch, leftPad, maskedCrossEntropy, modelBlockSpec, rng, trainStep, withSeededRandom, type ModelKind, type ModelRun } from '../models';
 import { generate, memorizationMap, taskVocab, MAD_TASKS, PAD, type MadTask, type TaskSizes } from '../mad';
 

@@ -7,7 +7,7 @@
  * experiments/probes/mixer-strength.ts and by integration-tests/nested/mixer-strength.test.ts.
  */
 import * as tf from '@tensorflow/tfjs';
-import { createSubLayer, type LayerSpec } from '../../plugins/hope/block';
+import { createSubLayer, type LayerSpec } from '../../plugins/hope';
 
 export function crossTokenSensitivity(spec: LayerSpec, lag: number, width = 32, length = 16, sequences = 1): number {
   if (!Number.isInteger(lag) || lag < 1 || lag >= length) throw new Error(`crossTokenSensitivity: lag must be an integer in [1, ${length - 1}], got ${lag}`);

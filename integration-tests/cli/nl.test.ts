@@ -13,7 +13,7 @@ import * as YAML from 'yaml';
 import { program } from '../../cli/nl';
 import { loadPreset } from '../../cli/config';
 import { createRun, disposeRun, loadRun } from '../../cli/run';
-import { loadTrainerCheckpoint } from '../../plugins/scheduler/checkpoint';
+import { loadTrainerCheckpoint } from '../../plugins/scheduler';
 
 /** Runs `nl ...args`, returning what it printed to stdout. */
 async function nl(...args: string[]): Promise<string> {

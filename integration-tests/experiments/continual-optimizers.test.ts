@@ -17,7 +17,7 @@ import {
 import { hopeTinyConfig, matchedExpansion, transformerConfig } from '../../experiments/continual-lm';
 import { digitExamples } from '../../experiments/mnist-data';
 import { scaleSpec } from '../../experiments/optimizers';
-import { LanguageModel } from '../../plugins/hope/lm';
+import { LanguageModel } from '../../plugins/hope';
 
 function smokeChecks(name: string, w: { json: string; md: string; svg: string }, out: string): ResultFile {
   const j = JSON.parse(fs.readFileSync(w.json, 'utf8')) as ResultFile;

@@ -12,8 +12,8 @@ import { expect } from 'chai';
 import { EXPERIMENT_NAMES, getExperiment, markdownTable, runExperiment, type ResultFile } from '../../experiments';
 import { ABLATIONS, ablationBlock, ablationOverrides, ablations, type AblationName } from '../../experiments/ablations';
 import { LM_MODEL_SMOKE, TIMING_COLUMNS, buildLm, checkParamMatch, lm } from '../../experiments/lm';
-import { tokenCrossEntropy } from '../../plugins/scheduler/losses';
-import { NestedTrainer } from '../../plugins/scheduler/trainer';
+import { tokenCrossEntropy } from '../../plugins/scheduler';
+import { NestedTrainer } from '../../plugins/scheduler';
 
 function withoutTimings(rows: ResultFile['rows']): ResultFile['rows'] {
   return rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !TIMING_COLUMNS.includes(k))));

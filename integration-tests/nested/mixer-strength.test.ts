@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { nlRuntime } from '../../cli/run';
 import { withSeededRandom } from '../../experiments/models';
 import { crossTokenSensitivity } from '../../experiments/probes/sensitivity';
-import type { LayerSpec } from '../../plugins/hope/block';
+import type { LayerSpec } from '../../plugins/hope';
 
 const mean = (spec: LayerSpec): number => {
   const seeds = [1, 2, 3, 4];

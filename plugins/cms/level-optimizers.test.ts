@@ -9,10 +9,10 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import type { TransformSpec } from '../../core';
 import { assertClose, expectNoLeakedTensors } from '../../core/testing';
-import { registerOptimizerTransforms } from '../optimizers/factories';
+import { registerOptimizerTransforms } from '../optimizers';
 import { NestedModel } from '../../core';
-import { tokenSquaredError } from '../scheduler/losses';
-import { NestedTrainer } from '../scheduler/trainer';
+import { tokenSquaredError } from '../scheduler';
+import { NestedTrainer } from '../scheduler';
 import { NlContinuumMemorySystem } from './layer';
 
 const D = 8;

@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { assertClose } from '../../core/testing';
 import { NestedModel } from '../../core';
-import { tokenSquaredError } from '../scheduler/losses';
-import { NestedTrainer } from '../scheduler/trainer';
+import { tokenSquaredError } from '../scheduler';
+import { NestedTrainer } from '../scheduler';
 import { cmsFromDense } from './retrofit';
 
 describe('plugin cms: retrofit from Dense weights (Section 7.3)', () => {

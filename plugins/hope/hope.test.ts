@@ -4,11 +4,11 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { assertClose, expectNoLeakedTensors } from '../../core/testing';
-import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../scheduler/checkpoint';
-import { tokenCrossEntropy } from '../scheduler/losses';
-import { NestedTrainer } from '../scheduler/trainer';
+import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../scheduler';
+import { tokenCrossEntropy } from '../scheduler';
+import { NestedTrainer } from '../scheduler';
 import { disposeStates } from '../../core';
-import { NlContinuumMemorySystem } from '../cms/layer';
+import { NlContinuumMemorySystem } from '../cms';
 import { NlHopeBlock, NlResidualBlock, LanguageModel, blockSpec, BLOCK_KINDS, rmsNorm, type BlockKind, type LanguageModelConfig } from './index';
 
 const V = 11;

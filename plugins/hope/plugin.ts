@@ -10,7 +10,7 @@ export const hopePlugin = definePlugin({
   description:
     'HOPE (Section 8, Eqs. 94-97): self-modifying Titans -> CMS chain blocks, HOPE-Attention, the Transformer++/Titans/DeltaNet ' +
     'baseline blocks from the same parts, and a language-model assembly run by NestedTrainer with carried states.',
-  requires: ['self-modifying-titans', 'cms', 'titans', 'linear-attention', 'scheduler'],
+  requires: ['self-modifying-titans', 'cms', 'titans', 'linear-attention'],
   layers: [NlResidualBlock, NlHopeBlock, NlHopeAttentionBlock, NlCausalAttention, NlGatedMlp, NlTokenEmbedding, NlLmHead],
   capabilities: ['block', 'language-model', 'sequence-layer', 'in-context-learner'],
 });

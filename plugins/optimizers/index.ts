@@ -11,6 +11,7 @@ export { dmgd, dmgdKeys, dmgdWidth, dmgdForward, DMGD_ACTIVATIONS, DMGD_INNER_LO
 export { muon, orthogonalize, orthogonalizeLike, orthogonalizeMany, orthoScale, ORTHO_SCALES, type OrthoScale, type MuonConfig, type OrthogonalizeConfig } from './muon';
 export { dgd, type DgdConfig } from './dgd';
 export { m3, M3_MOMENTA, M3_PRECONDITIONS, type M3Momentum, type M3Precondition, type M3Config } from './m3';
+export { toyRun, toyRunFloat64, toyPsi64, type Toy64Optimizer, type ToyConfig, type ToyResult } from './toy';
 export {
   newtonSchulz, newtonSchulzBatch, newtonSchulzMany, NS_COEFFS, adamStep, PRECONDITIONER_KINDS, learnedPreconditionerLoss,
   type PreconditionerKind, type AdamParams,

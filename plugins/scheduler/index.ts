@@ -2,8 +2,10 @@
 export { schedulerPlugin, SCHEDULER_TOKENS, type NestedTrainerFactory } from './plugin';
 export { NestedModel, disposeStates } from '../../core';
 export type { NestedStage, StageStates } from '../../core';
-export { NestedTrainer, PARTIAL_CHUNK_POLICIES } from './trainer';
+export { NestedTrainer, PARTIAL_CHUNK_POLICIES, DivergenceError, validateTrainerMeta } from './trainer';
 export type {
+  DivergenceInfo,
+  DivergenceOptions,
   LevelClock,
   NestedTrainerOptions,
   PartialChunkPolicy,
@@ -16,7 +18,7 @@ export type {
 } from './trainer';
 export { saveTrainerCheckpoint, loadTrainerCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint';
 export { tokenSquaredError, tokenCrossEntropy } from './losses';
-// Data parallelism, platform-neutral parts (the Node worker_threads transport is parallel/node.ts, imported directly).
+// Data parallelism, platform-neutral parts (the Node worker_threads transport is the plugin's Node door, node.ts).
 export { DataParallelTrainer, type ParallelTrainResult } from './parallel/coordinator';
 export { serveReplica, type ReplicaFactory, type ReplicaHandle } from './parallel/replica';
 export { loopbackPair } from './parallel/loopback';

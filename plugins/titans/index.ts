@@ -45,6 +45,7 @@ export {
   MEMORY_ACTIVATIONS,
   MEMORY_KEYS,
   MEMORY_KINDS,
+  memoryMatrixShapes,
   type MemoryActivation,
   type MemoryKind,
   type MemorySpec,

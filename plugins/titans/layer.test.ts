@@ -10,7 +10,7 @@ import { concatStateBatch, disposeState, sliceStateBatch } from '../../core/memo
 import { NlTitansMemory, titansForward, type TitansOptions, type TitansWeights } from './layer';
 import { resolveTitansConfig, type TitansMemoryArgs } from './config';
 import type { TitansMemoryState } from './state';
-import { NlLinearAttention } from '../linear-attention/layer';
+import { NlLinearAttention } from '../linear-attention';
 import { withSeededRandom } from '../../core';
 
 const B = 2;

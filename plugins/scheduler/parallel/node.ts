@@ -1,7 +1,8 @@
 /**
  * Node-only: the data-parallel protocol over worker_threads. Each worker is its own tfjs engine and
  * backend instance (wasm: its own module and heap, one thread), so N workers use N cores. Not exported
- * from the plugin's index (browser bundles must not see worker_threads); import this file directly.
+ * from the plugin's index (browser bundles must not see worker_threads); apps import it through the
+ * plugin's Node door, plugins/scheduler/node.ts (nested-learning/plugins/scheduler/node).
  *
  *   const dp = await startNodeDataParallel(trainer, 2, { backend: 'wasm', module: require.resolve('./my-factory'), export: 'buildReplica', payload: config });
  *   const r = await dp.train(inputs, targets);

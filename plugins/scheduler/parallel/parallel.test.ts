@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { assertClose, expectNoLeakedTensors } from '../../../core/testing';
-import { NlContinuumMemorySystem } from '../../cms/layer';
-import { NlLinearAttention } from '../../linear-attention/layer';
+import { NlContinuumMemorySystem } from '../../cms';
+import { NlLinearAttention } from '../../linear-attention';
 import { tokenSquaredError } from '../losses';
 import { NestedModel } from '../../../core';
 import { NestedTrainer, type NestedTrainerOptions } from '../trainer';
