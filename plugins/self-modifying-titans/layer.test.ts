@@ -18,7 +18,7 @@ describe('NlSelfModifyingTitans layer', () => {
 
   for (const args of [
     { parameterization: 'paper' as const, gradientMode: 'stop' as const, momentum: false, innerLoss: 'dot' as const, staticK: true },
-    { gradientMode: 'stop' as const, slowRate: 0.2, staticK: true },
+    { gradientMode: 'stop' as const, slowRate: 0.2, staticK: true, checkpoint: false },
   ]) it(`config round trip (getConfig -> fromConfig) keeps every field, incl. gradientMode (${args.parameterization ?? 'stable'})`, () => {
     const a = new NlSelfModifyingTitans({ numHeads: 2, chunkSize: 4, memChunkSize: 8, ...args });
     a.apply(tf.zeros([1, 3, D]));
@@ -88,6 +88,7 @@ describe('NlSelfModifyingTitans layer', () => {
     expect(() => new NlSelfModifyingTitans({ momentum: true })).to.throw(/momentum.*'stable'/);
     expect(() => new NlSelfModifyingTitans({ normalize: 'none' })).to.throw(/normalize.*'stable'/);
     expect(() => new NlSelfModifyingTitans({ slowRate: 0 })).to.throw(/slowRate/);
+    expect(() => new NlSelfModifyingTitans({ checkpoint: 'yes' as never })).to.throw(/checkpoint/);
     expect(() => new NlSelfModifyingTitans({ innerLoss: 'cosine' as never })).to.throw(/innerLoss/);
     expect(() => new NlSelfModifyingTitans({ parameterization: 'paper', normalize: 'rms' as never })).to.throw(/normalize/);
     const l = new NlSelfModifyingTitans({ numHeads: 3 });

@@ -134,6 +134,7 @@ export class NlSelfModifyingTitans extends tf.layers.Layer implements StatefulSe
       layerName: `NlSelfModifyingTitans '${this.name}'`,
       parameterization: c.parameterization,
       slowRate: c.slowRate,
+      checkpoint: c.checkpoint,
     };
   }
 
@@ -207,6 +208,7 @@ export class NlSelfModifyingTitans extends tf.layers.Layer implements StatefulSe
       initScale: c.initScale,
       parameterization: c.parameterization,
       slowRate: c.slowRate,
+      checkpoint: c.checkpoint,
     };
   }
 }
