@@ -6,7 +6,7 @@
  * 1. Training tokens/s (NestedTrainer.train, fwd + bwd + in-context updates + optimizer; median of
  *    --steps timed steps after one warm-up step and one measured step) for each preset at T, B and each
  *    fixed case of --cases (CASES below: their own T, B; '' for none), once per --workers count (data
- *    parallelism over worker_threads, cli/parallel.ts; 1 = this thread only). The worker counts of a
+ *    parallelism over worker_threads, run/parallel.ts; 1 = this thread only). The worker counts of a
  *    case are an A/B set: built side by side, their timed steps interleaved (the order rotating per
  *    round) so machine load hits them alike; `speedup_vs_1_worker` is the ratio of their medians.
  *    Also per run: registered-kernel calls per training step (core/profiling, counted on the measured
@@ -26,9 +26,9 @@
 import * as os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend } from '../core/backend';
-import { PRESET_NAMES, languageModelConfig, loadPreset } from '../cli/config';
-import { startRunWorkers } from '../cli/parallel';
-import { createRun, disposeRun, type Run } from '../cli/run';
+import { PRESET_NAMES, languageModelConfig, loadPreset } from '../run';
+import { startRunWorkers } from '../run';
+import { createRun, disposeRun, type Run } from '../run';
 import { startKernelCounter, startPeakBytes } from '../core/profiling';
 import type { DataParallelTrainer } from '../plugins/scheduler';
 import { LanguageModel } from '../plugins/hope';

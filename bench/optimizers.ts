@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { NlTransformOptimizer, type TransformSpec } from '../core';
 import { selectBackend } from '../core/backend';
 import { registerOptimizerTransforms } from '../plugins/optimizers';
-import { languageModelConfig, loadPreset } from '../cli/config';
+import { languageModelConfig, loadPreset } from '../run';
 import { LanguageModel } from '../plugins/hope';
 import { emit, progress, timeMs } from './lib';
 

@@ -18,7 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { baseConfigs, corpusText } from './fuzz/cases';
 import { strayTemps } from './fuzz/harness';
-import { createRun, datasetFor, disposeRun, loadRun, train, type MetricsRow } from './run';
+import { createRun, datasetFor, disposeRun, loadRun, train, type MetricsRow } from '../run/run';
 import { saveTrainerCheckpoint } from '../plugins/scheduler';
 import { DivergenceError } from '../plugins/scheduler';
 

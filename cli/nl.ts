@@ -9,10 +9,10 @@ import * as tf from '@tensorflow/tfjs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { selectBackend } from '../core/backend';
-import { PRESET_NAMES, loadPreset, loadRunConfig, type RunConfig } from './config';
-import { MAX_DATA_BYTES, loadCorpusBytes, type CorpusSpec, type Tokenizer } from './data';
-import { createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, nlRuntime, runTokenizer, train, type Run } from './run';
-import { defaultWorkers, startRunWorkers } from './parallel';
+import { PRESET_NAMES, loadPreset, loadRunConfig, type RunConfig } from '../run/config';
+import { MAX_DATA_BYTES, loadCorpusBytes, type CorpusSpec, type Tokenizer } from '../run/data';
+import { createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, nlRuntime, runTokenizer, train, type Run } from '../run/run';
+import { defaultWorkers, startRunWorkers } from '../run/parallel';
 import { schemaText } from './schema';
 import { registerExp } from './exp';
 

@@ -1,7 +1,7 @@
 /** Writes presets/schema.json from the zod schema (also `nl schema`). */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { presetsDir, runConfigJsonSchema } from './config';
+import { presetsDir, runConfigJsonSchema } from '../run/config';
 
 export function schemaText(): string {
   return `${JSON.stringify(runConfigJsonSchema(), null, 2)}\n`;

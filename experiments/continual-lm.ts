@@ -14,13 +14,8 @@
  * `seqLength` (the training context length), each window its own context, read in parallel (evalWindows).
  */
 import * as tf from '@tensorflow/tfjs';
-import { languageModelConfig, loadPreset } from '../cli/config';
-import { bitsPerByte, loadDataset, trainBatch } from '../cli/data';
-import { nlRuntime } from '../cli/run';
-import { LanguageModel, type LanguageModelConfig } from '../plugins/hope';
-import { tokenCrossEntropy } from '../plugins/scheduler';
-import { NestedTrainer } from '../plugins/scheduler';
-import { withSeededRandom } from './models';
+import type { LanguageModelConfig } from '../plugins/hope';
+import { bitsPerByte, countLmParams, createLmRun, disposeLmRun, languageModelConfig, loadDataset, loadPreset, nlRuntime, trainBatch, type LmRun } from '../run';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
 
 export type ContinualLmKind = 'hope' | 'transformer';
@@ -51,15 +46,7 @@ export function transformerConfig(expansion: number): LanguageModelConfig {
   return { vocabSize: 256, dModel: 32, blocks: [block, block], tieEmbeddings: true };
 }
 
-function countParams(c: LanguageModelConfig): number {
-  nlRuntime();
-  const lm = new LanguageModel(c);
-  try {
-    return lm.countParams();
-  } finally {
-    lm.dispose();
-  }
-}
+const countParams = countLmParams;
 
 /** The SwiGLU expansion (hidden a multiple of 1/32) whose Transformer++ is closest in parameters to `target`. */
 export function matchedExpansion(target: number): number {
@@ -72,25 +59,13 @@ export function matchedExpansion(target: number): number {
 /** Token ids (bytes): a typed array. */
 type TokenStream = { length: number; subarray(begin: number, end?: number): ArrayLike<number> };
 
-interface Model {
-  lm: LanguageModel;
-  trainer: NestedTrainer;
-  optimizer: tf.Optimizer;
-}
+type Model = LmRun;
 
 function build(c: LanguageModelConfig, lr: number, seed: number): Model {
-  nlRuntime();
-  const lm = withSeededRandom(seed, () => new LanguageModel(c));
-  const optimizer = tf.train.adam(lr);
-  const trainer = new NestedTrainer(lm.nested, { loss: tokenCrossEntropy, optimizer, clipNorm: 1 });
-  return { lm, trainer, optimizer };
+  return createLmRun({ model: c, optimizer: lr, seed, trainer: { clipNorm: 1 } }); // Adam, token cross-entropy
 }
 
-function dispose(m: Model): void {
-  m.trainer.dispose();
-  m.optimizer.dispose();
-  m.lm.dispose();
-}
+const dispose = disposeLmRun;
 
 function trainSteps(m: Model, train: Parameters<typeof trainBatch>[0], steps: number, cfg: ContinualLmConfig, seed: number): number {
   let loss = NaN;
@@ -230,7 +205,7 @@ export const continualLm: Experiment<ContinualLmConfig> = {
       summary,
       notes: [
         `Models: hope = presets/hope-tiny.yaml (${hopeParams} parameters: 2 HOPE blocks, width 32, CMS [period 16, frozen]); transformer = 2 Transformer++ blocks (RoPE attention, 2 heads, SwiGLU expansion ${expansion}, the value that matches hope's parameter count), width 32, tied embeddings. Seeded weights.`,
-        `Training: Adam lr ${cfg.learningRate}, clip 1, ${cfg.stepsA} steps on A then ${cfg.stepsB} on B, ${cfg.batchSize} x ${cfg.seqLength} bytes per step (cli/data trainBatch, seeded); the optimizer state carries over from A to B (one continual run).`,
+        `Training: Adam lr ${cfg.learningRate}, clip 1, ${cfg.stepsA} steps on A then ${cfg.stepsB} on B, ${cfg.batchSize} x ${cfg.seqLength} bytes per step (run/data trainBatch, seeded); the optimizer state carries over from A to B (one continual run).`,
         `Evaluation: the first ${cfg.evalBytes} bytes of each validation split (every 20th 4 KB block) as ${Math.floor(cfg.evalBytes / cfg.seqLength)} windows of ${cfg.seqLength} bytes, each its own context (the training context length), read in parallel by NestedTrainer.memorize (HOPE's CMS and memories learn in context while reading; no outer step). Memorization: every window's context first reads the first ${cfg.memorizeBytes - 1} bytes of A's TRAINING split (pieces of ${cfg.seqLength}), then the window; for the Transformer that puts the window at positions ${cfg.memorizeBytes - 1}-${cfg.memorizeBytes - 1 + cfg.seqLength}, far beyond its training length ${cfg.seqLength} (RoPE extrapolation), for HOPE the prefix only changes its memories.`,
         'The claim as stated compares HOPE with in-context learning and EWC on class-incremental tasks; here the comparison is HOPE vs a Transformer++ (whose only test-time adaptation is attention over the context) at ~50K parameters and a few hundred steps. One seed.',
       ],

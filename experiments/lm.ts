@@ -8,17 +8,15 @@
  * hope-tiny) shrunk to hope-tiny's size (dModel 32, 2 blocks, 2 heads); only the ffn hidden width differs
  * between families, set so every count is within 5% of HOPE's (checked at build time of the full size).
  * Everything else is shared: embedding / norms / tied head, Adam + clip, learning rate, steps, batch,
- * sequence length, data order (cli/data.ts trainBatch, a pure function of (seed, step)), weight seed.
+ * sequence length, data order (run/data.ts trainBatch, a pure function of (seed, step)), weight seed.
  *
  * The cell runner (`runLmCell`) is shared with the ablations experiment (ablations.ts).
  */
 import * as tf from '@tensorflow/tfjs';
-import type { CorpusName } from '../cli/config';
-import { bitsPerByte, loadDataset, trainBatch, validationBatches, type Dataset } from '../cli/data';
-import { nlRuntime } from '../cli/run';
+import { bitsPerByte, createLmRun, disposeLmRun, loadDataset, nlRuntime, trainBatch, validationBatches, type CorpusName, type Dataset } from '../run';
 import type { LayerSpec } from '../plugins/hope';
 import type { BlockKind } from '../plugins/hope';
-import { LanguageModel } from '../plugins/hope';
+import { LanguageModel, type LanguageModelConfig } from '../plugins/hope';
 import { tokenCrossEntropy } from '../plugins/scheduler';
 import { NestedTrainer } from '../plugins/scheduler';
 import { withSeededRandom } from './models';
@@ -101,7 +99,12 @@ export function lmBlockSpec(f: LmFamily, m: LmModelConfig, over: HopeOverrides =
 /** A seeded language model of `numBlocks` copies of `block` (vocab 256, bytes). */
 export function buildLm(block: LayerSpec, m: LmModelConfig, seed: number): LanguageModel {
   nlRuntime(); // registers every layer class the specs name
-  return withSeededRandom(seed, () => new LanguageModel({ vocabSize: 256, dModel: m.dModel, blocks: Array.from({ length: m.numBlocks }, () => block) }));
+  return new LanguageModel(lmModelConfig(block, m), { seed });
+}
+
+/** The model config of `numBlocks` copies of `block` (vocab 256, bytes). */
+export function lmModelConfig(block: LayerSpec, m: LmModelConfig): LanguageModelConfig {
+  return { vocabSize: 256, dModel: m.dModel, blocks: Array.from({ length: m.numBlocks }, () => block) };
 }
 
 /** Parameter count of a family at size `m` (builds and disposes the model). */
@@ -142,7 +145,7 @@ export interface CellResult {
   evalSeconds: number;
 }
 
-/** Validation bpb over fixed batches, each a fresh context read with in-context learning (as cli/run.ts evaluate). */
+/** Validation bpb over fixed batches, each a fresh context read with in-context learning (as run/run.ts evaluate). */
 function validationBpb(trainer: NestedTrainer, batches: Array<{ inputs: tf.Tensor2D; targets: tf.Tensor2D }>): number {
   let sum = 0;
   let n = 0;
@@ -177,9 +180,13 @@ export function cellRows(r: CellResult, steps: number): Row[] {
 
 export function runLmCell(block: LayerSpec, m: LmModelConfig, t: LmTrainConfig, corpus: LmCorpus, seed: number, opts: { segmentLength?: number; label?: string; log?: (l: string) => void } = {}): CellResult {
   const ds = lmDataset(corpus, t);
-  const lm = buildLm(block, m, seed);
-  const optimizer = tf.train.adam(t.learningRate);
-  const trainer = new NestedTrainer(lm.nested, { loss: tokenCrossEntropy, optimizer, clipNorm: t.clipNorm, ...(opts.segmentLength ? { segmentLength: opts.segmentLength } : {}) });
+  const run = createLmRun({
+    model: lmModelConfig(block, m),
+    optimizer: t.learningRate, // Adam
+    seed,
+    trainer: { loss: tokenCrossEntropy, clipNorm: t.clipNorm, ...(opts.segmentLength ? { segmentLength: opts.segmentLength } : {}) },
+  });
+  const { lm, trainer } = run;
   const vb = validationBatches(ds.validation, t.evalBatches, t.evalBatchSize, t.seqLength);
   const points: CurvePoint[] = [];
   let trainMs = 0;
@@ -214,9 +221,7 @@ export function runLmCell(block: LayerSpec, m: LmModelConfig, t: LmTrainConfig, 
     return { params: lm.countParams(), points, trainSeconds: trainMs / 1000, evalSeconds: evalMs / 1000 };
   } finally {
     for (const b of vb) tf.dispose([b.inputs, b.targets]);
-    trainer.dispose();
-    optimizer.dispose();
-    lm.dispose();
+    disposeLmRun(run);
   }
 }
 
@@ -335,9 +340,9 @@ export const lm: Experiment<LmConfig> = {
       notes: [
         `Models: each family's preset structure (presets/*-small.yaml mixers, ffn kind; HOPE's CMS levels from hope-tiny: period ${m.cmsLevels[0].period} at eta ${m.cmsLevels[0].learningRate}, then a frozen level) at hope-tiny's size: dModel ${m.dModel}, ${m.numBlocks} blocks, ${m.numHeads} heads, byte vocab 256, tied embeddings, pre-norm RMSNorm. Chunks: self-modifying Titans ${m.smtChunkSize}, Titans ${m.titansChunkSize}, linear attention ${m.linearChunkSize}.`,
         `Matched parameters: only the ffn hidden width differs (${cfg.families.map((f) => `${f.kind} ${Math.round(f.ffnExpansion * m.dModel)}`).join(', ')}); counts ${cfg.families.map((f) => `${f.kind} ${counts.get(f.kind)}`).join(', ')} (all within ${(cfg.paramTolerance * 100).toFixed(0)}% of hope's, checked before the full run).`,
-        `Matched budget: every model trains ${t.steps} Adam steps (lr ${t.learningRate}, global-norm clip ${t.clipNorm}, no schedule, no tuning per family) on the same ${t.batchSize} x ${t.seqLength}-byte windows per step (cli/data.ts trainBatch with the run's seed: the same data order for every family), weights seeded by the run's seed. Each training window is a new context.`,
+        `Matched budget: every model trains ${t.steps} Adam steps (lr ${t.learningRate}, global-norm clip ${t.clipNorm}, no schedule, no tuning per family) on the same ${t.batchSize} x ${t.seqLength}-byte windows per step (run/data.ts trainBatch with the run's seed: the same data order for every family), weights seeded by the run's seed. Each training window is a new context.`,
         `Trainer: NestedTrainer with its default segmentation: the HOPE kinds are cut into ${m.cmsLevels[0].period}-token segments (the CMS period; states carried as values, so backprop is truncated at segment boundaries), the baselines (no in-context levels) run each window as one segment. This is how \`nl train\` runs the presets; it is a difference between the families that was not removed.`,
-        `Validation: the same ${t.evalBatches * t.evalBatchSize} windows of ${t.seqLength} bytes (evenly spaced over the held-out ${(t.validationFraction * 100).toFixed(0)}% blocks of cli/data.ts splitTokens) at every point; each window a fresh context read with in-context learning (CMS levels update at test time as in training), as \`nl eval\`. bpb = mean cross-entropy in nats / ln 2 over the ${t.evalBatches * t.evalBatchSize * t.seqLength} predicted bytes.`,
+        `Validation: the same ${t.evalBatches * t.evalBatchSize} windows of ${t.seqLength} bytes (evenly spaced over the held-out ${(t.validationFraction * 100).toFixed(0)}% blocks of run/data.ts splitTokens) at every point; each window a fresh context read with in-context learning (CMS levels update at test time as in training), as \`nl eval\`. bpb = mean cross-entropy in nats / ln 2 over the ${t.evalBatches * t.evalBatchSize * t.seqLength} predicted bytes.`,
         `Scale: ~${Math.round(ref / 1000)}k parameters and ${((t.steps * t.batchSize * t.seqLength) / 1000).toFixed(0)}k training bytes, against 760M-1.3B parameters and 30-100B tokens in the paper: this measures which family learns fastest from scratch at a tiny size, not the paper's regime. ${cfg.seeds.length === 1 ? 'One seed per cell (the budget did not allow two): differences of a few hundredths of a bit are within seed noise (see the ablations experiment for a seed-to-seed spread of HOPE).' : ''}`,
         'Columns: valBpb / trainBpb at each evaluation point (trainBpb = mean over the steps since the previous point); final marks the last point; trainSeconds / evalSeconds are per run (wall clock, loaded machine).',
       ],

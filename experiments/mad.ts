@@ -15,9 +15,7 @@
  * cannot bind a value to the key before it (the MQAR null result), so the comparison would test the
  * missing convolution, not the mixers.
  */
-import { LanguageModel } from '../plugins/hope';
-import { NestedTrainer } from '../plugins/scheduler';
-import { nlRuntime } from '../cli/run';
+import { createLmRun } from '../run';
 import * as tf from '@tensorflow/tfjs';
 import { disposeModel, evalBatch, leftPad, maskedCrossEntropy, modelBlockSpec, randInt, rng, trainStep, withSeededRandom, type ModelKind, type ModelRun, type ModelSizes } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
@@ -237,15 +235,17 @@ export interface ConvModelSizes extends ModelSizes {
  * default, the baseline blocks none). Seeded the same way (Math.random seeded during construction).
  */
 export function buildConvModel(kind: ModelKind, vocabSize: number, s: ConvModelSizes, lr: number, seed: number, trainerOpts: { segmentLength?: number } = {}): ModelRun {
-  nlRuntime();
   const block = (): ReturnType<typeof modelBlockSpec> => {
     const spec = modelBlockSpec(kind, s);
     return { ...spec, config: { ...(spec.config ?? {}), shortConv: s.shortConv } };
   };
-  const lm = withSeededRandom(seed, () => new LanguageModel({ vocabSize, dModel: s.dModel, blocks: Array.from({ length: s.numBlocks }, block) }));
-  const optimizer = tf.train.adam(lr);
-  const trainer = new NestedTrainer(lm.nested, { loss: maskedCrossEntropy, optimizer, clipNorm: 1, ...trainerOpts });
-  return { kind, lm, trainer, optimizer, params: lm.countParams() };
+  const r = createLmRun({
+    model: { vocabSize, dModel: s.dModel, blocks: Array.from({ length: s.numBlocks }, block) },
+    optimizer: lr, // Adam
+    seed,
+    trainer: { loss: maskedCrossEntropy, clipNorm: 1, ...trainerOpts },
+  });
+  return { kind, ...r, params: r.lm.countParams() };
 }
 
 export interface MadConfig {

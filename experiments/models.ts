@@ -6,12 +6,10 @@
  * at test time exactly as in training).
  */
 import * as tf from '@tensorflow/tfjs';
-import { LanguageModel } from '../plugins/hope';
 import { seededRandom, withSeededRandom } from '../core';
 import { blockSpec, type BlockKind } from '../plugins/hope';
 import type { LayerSpec } from '../plugins/hope';
-import { NestedTrainer } from '../plugins/scheduler';
-import { nlRuntime } from '../cli/run';
+import { createLmRun, disposeLmRun, type LmRun } from '../run';
 
 /**
  * The block kinds of plugins/hope plus plain (additive) linear attention, the paper's "linear attention"
@@ -56,11 +54,9 @@ export function randInt(r: () => number, lo: number, hi: number): number {
 /** Scoped seeded Math.random (core/random.ts); buildModel runs model construction in it. */
 export { withSeededRandom };
 
-export interface ModelRun {
+/** A run of the one recipe (run/recipe.ts) plus its kind and parameter count. */
+export interface ModelRun extends LmRun {
   kind: ModelKind;
-  lm: LanguageModel;
-  trainer: NestedTrainer;
-  optimizer: tf.Optimizer;
   params: number;
 }
 
@@ -74,23 +70,17 @@ export function maskedCrossEntropy(logits: tf.Tensor, targets: tf.Tensor): tf.Te
 }
 
 export function buildModel(kind: ModelKind, vocabSize: number, s: ModelSizes, lr: number, seed: number): ModelRun {
-  nlRuntime(); // registers every layer class the block specs name
-  const lm = withSeededRandom(seed, () =>
-    new LanguageModel({
-      vocabSize,
-      dModel: s.dModel,
-      blocks: Array.from({ length: s.numBlocks }, () => modelBlockSpec(kind, s)),
-    }),
-  );
-  const optimizer = tf.train.adam(lr);
-  const trainer = new NestedTrainer(lm.nested, { loss: maskedCrossEntropy, optimizer, clipNorm: 1 });
-  return { kind, lm, trainer, optimizer, params: lm.countParams() };
+  const r = createLmRun({
+    model: { vocabSize, dModel: s.dModel, blocks: Array.from({ length: s.numBlocks }, () => modelBlockSpec(kind, s)) },
+    optimizer: lr, // Adam
+    seed,
+    trainer: { loss: maskedCrossEntropy, clipNorm: 1 },
+  });
+  return { kind, ...r, params: r.lm.countParams() };
 }
 
 export function disposeModel(m: ModelRun): void {
-  m.trainer.dispose();
-  m.optimizer.dispose();
-  m.lm.dispose();
+  disposeLmRun(m);
 }
 
 /** A batch of labelled sequences: ids [B, T] and, per sequence, (position, label) pairs. */

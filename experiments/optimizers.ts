@@ -16,10 +16,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { NlTransformOptimizer, type TransformSpec } from '../core';
-import { languageModelConfig, loadPreset } from '../cli/config';
-import { loadDataset, trainBatch, validationBatches, bitsPerByte } from '../cli/data';
-import { nlRuntime } from '../cli/run';
-import { LanguageModel } from '../plugins/hope';
+import { bitsPerByte, createLmRun, disposeLmRun, languageModelConfig, loadDataset, loadPreset, nlRuntime, trainBatch, validationBatches } from '../run';
 import { assocMomentum } from '../plugins/optimizers';
 import { deltaMomentum } from '../plugins/optimizers';
 import { registerOptimizerTransforms } from '../plugins/optimizers';
@@ -154,9 +151,13 @@ export function hopeRun(spec: TransformSpec, cfg: NonNullable<OptimizersConfig['
   const rt = nlRuntime();
   const c = loadPreset(cfg.preset, { knownClasses: rt.layers().keys() });
   const ds = loadDataset({ corpus: c.data.corpus, validationFraction: c.data.validationFraction }, cfg.seqLength);
-  const lm = withSeededRandom(seed, () => new LanguageModel(languageModelConfig(c)));
-  const opt = new NlTransformOptimizer(spec);
-  const trainer = new NestedTrainer(lm.nested, { loss: tokenCrossEntropy, optimizer: opt, clipNorm: cfg.clipNorm, gradientMode: c.training.gradientMode, partialChunk: c.training.partialChunk });
+  const run = createLmRun({
+    model: languageModelConfig(c),
+    optimizer: spec,
+    seed,
+    trainer: { loss: tokenCrossEntropy, clipNorm: cfg.clipNorm, gradientMode: c.training.gradientMode, partialChunk: c.training.partialChunk },
+  });
+  const { lm, trainer } = run;
   const t0 = Date.now();
   try {
     const losses: number[] = [];
@@ -180,9 +181,7 @@ export function hopeRun(spec: TransformSpec, cfg: NonNullable<OptimizersConfig['
     trainer.resetMemory();
     return { losses, valBpb: bitsPerByte(sum / n), params: lm.countParams(), secondsPerStep };
   } finally {
-    trainer.dispose();
-    opt.dispose();
-    lm.dispose();
+    disposeLmRun(run);
   }
 }
 
@@ -316,7 +315,7 @@ export const optimizers: Experiment<OptimizersConfig> = {
       notes: [
         `Specs (base learning rates are those of plugins/optimizers/specs.test-data.ts, chosen there for stable training): ${Object.entries(cfg.optimizers).map(([k, s]) => `${k} ${JSON.stringify(s.config)}`).join('; ')}. The grid multiplies learningRate and adamLearningRate (M3's and Muon's AdamW fallback for rank < 2) together.`,
         'MNIST: the setup of plugins/optimizers/mnist.test.ts (784-32-10 tanh, seeded glorot initialisers, same data order); the curve is the training loss per batch, averaged over windows. Selection on training loss (the quantity the paper compares), so test accuracy is not used to pick.',
-        cfg.hope ? `hope-tiny: presets/hope-tiny.yaml model, seeded weights (same for every optimizer), the same ${cfg.hope.steps} training batches (cli/data trainBatch), NestedTrainer with the CMS levels learning in context; the paper's M3 claim is for ViT training at scale, this is a ${cfg.hope.steps}-step probe. No grid on hope-tiny (one run costs ~${cfg.hope.steps} x 1-2 s on this machine).` : 'hope-tiny: skipped.',
+        cfg.hope ? `hope-tiny: presets/hope-tiny.yaml model, seeded weights (same for every optimizer), the same ${cfg.hope.steps} training batches (run/data trainBatch), NestedTrainer with the CMS levels learning in context; the paper's M3 claim is for ViT training at scale, this is a ${cfg.hope.steps}-step probe. No grid on hope-tiny (one run costs ~${cfg.hope.steps} x 1-2 s on this machine).` : 'hope-tiny: skipped.',
         'Figure 4 toy: the computation of plugins/optimizers/toy.test.ts (same constants, fixed before measuring), plus the weak-erase variant beta 0.1 from that README\'s exploratory grid and the reading key = lr g; rows hold log10 psi every few steps (transforms). Steps are also computed in float64 (toyRunFloat64, analytic gradient), which the verdict uses: float32 rounding moves the counts on this curved valley (wasm: momentum 147 vs 174 in float64 and on cpu).',
         'One seed: differences of a few hundredths in loss are noise.',
       ],

@@ -1,5 +1,5 @@
 /**
- * cli/run: seeded weight initialisation (training.seed), BPE runs (tokenizer trained on the training
+ * run/run: seeded weight initialisation (training.seed), BPE runs (tokenizer trained on the training
  * split, saved with every checkpoint, bits per byte on bytes), and the PNG learning curve.
  */
 import * as fs from 'node:fs';

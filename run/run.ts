@@ -16,23 +16,15 @@ import { randomBytes } from 'node:crypto';
 import { NODE_FS_OPS, writeFileAtomic, type AtomicFsOps } from '../core/io';
 import { describeFsError, readJsonFile } from '../core/io/read';
 import { LanguageModel } from '../plugins/hope';
-import { hopePlugin } from '../plugins/hope';
-import { NlTransformOptimizer, type JsonObject, type TransformSpec } from '../core/transforms';
-import { adamwOptimizer, registerOptimizerTransforms } from '../plugins/optimizers';
 import { loadTrainerCheckpoint, saveTrainerCheckpoint } from '../plugins/scheduler';
 import { tokenCrossEntropy } from '../plugins/scheduler';
 import { DivergenceError, NestedTrainer, type DivergenceInfo, type ProgressEvent } from '../plugins/scheduler';
-import { builtinPlugins, createDefaultRuntime, type Runtime } from '../registry';
-import { languageModelConfig, runScheduleSpec, validateRunConfig, type RunConfig } from './config';
+import { languageModelConfig, validateRunConfig, type RunConfig } from './config';
+import { createLmRun, nlRuntime, runOptimizer } from './recipe';
 import { checkModelConfig } from './model-check';
 import { ByteTokenizer, bitsPerByte, loadDataset, tokenizerFromJson, trainBatch, validationBatches, type CorpusSpec, type Dataset, type Tokenizer } from './data';
 
-let runtime: Runtime | null = null;
-/** The default runtime plus the hope plugin (registers every layer class for configs and checkpoints). */
-export function nlRuntime(): Runtime {
-  if (!runtime) runtime = createDefaultRuntime(builtinPlugins().some((p) => p.name === 'hope') ? [] : [hopePlugin]);
-  return runtime;
-}
+export { nlRuntime };
 
 export interface Run {
   config: RunConfig;
@@ -55,30 +47,6 @@ export function runTokenizer(r: Run): Tokenizer {
   return r.tokenizer;
 }
 
-function makeOptimizer(c: RunConfig): tf.Optimizer {
-  const t = c.training;
-  const schedule = runScheduleSpec(t);
-  if (schedule) {
-    // optimizer at learning rate 1, then the schedule (peak training.learningRate); its step count is optimizer state.
-    // adam/adamw: update -lr_t (m^ / (sqrt(v^) + eps) + wd W), as adamwOptimizer's with lr_t; 'adam' keeps
-    // tf.train.adam's epsilon (1e-7, the float32 backend epsilon), so a schedule changes only the learning rate.
-    const base: TransformSpec =
-      t.optimizer === 'sgd' ? { transform: 'scale', config: { factor: -1 } }
-      : t.optimizer === 'adam' ? { transform: 'adamw', config: { learningRate: 1, epsilon: 1e-7 } }
-      : { transform: 'adamw', config: { learningRate: 1, weightDecay: t.weightDecay } };
-    registerOptimizerTransforms();
-    return new NlTransformOptimizer({ transform: 'chain', config: { transforms: [base as unknown as JsonObject, schedule as unknown as JsonObject] } });
-  }
-  switch (t.optimizer) {
-    case 'adam':
-      return tf.train.adam(t.learningRate);
-    case 'sgd':
-      return tf.train.sgd(t.learningRate);
-    case 'adamw':
-      return adamwOptimizer({ learningRate: t.learningRate, weightDecay: t.weightDecay });
-  }
-}
-
 /**
  * Builds model + trainer from a validated config (block classes are checked against the runtime).
  * The weights are initialised from training.seed (LanguageModel option seed), so two new runs of the
@@ -89,26 +57,23 @@ export function createRun(raw: unknown, onProgress?: (e: ProgressEvent) => void,
   const config = validateRunConfig(raw, { knownClasses: rt.layers().keys(), where });
   checkModelConfig(config, where); // memory estimate, unknown keys in block configs, chunk constraints: before any weight exists
   const t = config.training;
-  const varsBefore = new Set(Object.keys(tf.engine().registeredVariables));
-  let lm: LanguageModel;
-  try {
-    lm = new LanguageModel(languageModelConfig(config), { seed: t.seed });
-  } catch (e) {
-    // a layer refused its config while the model was being built: free the weights built before it
-    for (const [name, v] of Object.entries(tf.engine().registeredVariables)) if (!varsBefore.has(name)) v.dispose();
-    throw new Error(`${where} ${(e as Error).message}`, { cause: e });
-  }
-  const optimizer = makeOptimizer(config);
-  const trainer = new NestedTrainer(lm.nested, {
-    loss: tokenCrossEntropy,
-    optimizer,
-    clipNorm: t.clipNorm,
-    gradientMode: t.gradientMode,
-    partialChunk: t.partialChunk,
-    ...(t.segmentLength ? { segmentLength: t.segmentLength } : {}),
-    ...(onProgress ? { onProgress } : {}),
-    divergence: { maxLoss: t.maxLoss ?? 3 * Math.log(config.model.vocabSize), maxGradNorm: t.maxGradNorm, onDivergence: t.onDivergence === 'skip' ? 'skip' : 'throw' },
-  });
+  const { lm, trainer, optimizer } = createLmRun(
+    {
+      model: languageModelConfig(config),
+      optimizer: () => runOptimizer(t), // built after the model (nothing to free if a layer refuses its config)
+      seed: t.seed,
+      trainer: {
+        loss: tokenCrossEntropy,
+        clipNorm: t.clipNorm,
+        gradientMode: t.gradientMode,
+        partialChunk: t.partialChunk,
+        ...(t.segmentLength ? { segmentLength: t.segmentLength } : {}),
+        ...(onProgress ? { onProgress } : {}),
+        divergence: { maxLoss: t.maxLoss ?? 3 * Math.log(config.model.vocabSize), maxGradNorm: t.maxGradNorm, onDivergence: t.onDivergence === 'skip' ? 'skip' : 'throw' },
+      },
+    },
+    where,
+  );
   return { config, lm, trainer, optimizer, step: 0, tokenizer: config.data.tokenizer === 'byte' ? new ByteTokenizer() : null, runId: randomBytes(8).toString('hex'), loaded: false };
 }
 
@@ -317,7 +282,7 @@ export interface TrainOptions {
   plot?: boolean;
   /** Fault injection (tests): see SaveRunOptions.onStep. */
   onSaveStep?: (label: string) => void;
-  /** Data parallelism (`--workers`, cli/parallel.ts): trains each batch over rank 0 (r.trainer) and the workers. */
+  /** Data parallelism (`--workers`, run/parallel.ts): trains each batch over rank 0 (r.trainer) and the workers. */
   parallel?: { train(inputs: tf.Tensor, targets: tf.Tensor): Promise<{ loss: number }> };
 }
 

@@ -2,7 +2,7 @@
 import 'reflect-metadata';
 import { selectBackend } from '../backend/select';
 
-// `nl train` in tests runs on this thread unless a test asks for workers (cli/parallel.test.ts does)
+// `nl train` in tests runs on this thread unless a test asks for workers (run/parallel.test.ts does)
 process.env.NL_WORKERS ??= '1';
 
 export const mochaHooks = {

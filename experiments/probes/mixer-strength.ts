@@ -14,10 +14,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { Command } from 'commander';
 import { selectBackend } from '../../core/backend';
-import { nlRuntime } from '../../cli/run';
+import { createLmRun, nlRuntime } from '../../run';
 import { crossTokenSensitivity } from './sensitivity';
-import { NestedTrainer } from '../../plugins/scheduler';
-import { LanguageModel } from '../../plugins/hope';
 import { disposeModel, evalBatch, leftPad, maskedCrossEntropy, modelBlockSpec, rng, trainStep, withSeededRandom, type ModelKind, type ModelRun } from '../models';
 import { generate, memorizationMap, taskVocab, MAD_TASKS, PAD, type MadTask, type TaskSizes } from '../mad';
 
@@ -46,7 +44,7 @@ async function main(): Promise<void> {
     throw new Error(`--mixer: not JSON: ${(e as Error).message}`);
   }
   await selectBackend(opts.backend);
-  nlRuntime();
+  nlRuntime(); // registers every layer class (crossTokenSensitivity builds the mixer by name)
   const sizes = { dModel: 32, numHeads: 2, numBlocks: 1, chunkSize: 8, cmsLevels: [{ period: 64, learningRate: 0.01 }, { period: 0 }] };
   const spec = modelBlockSpec(opts.kind as ModelKind, sizes) as { className: string; config: Record<string, any> };
   const mixer = { ...spec.config.mixer, config: { ...spec.config.mixer.config, ...mixerPatch } };
@@ -54,10 +52,8 @@ async function main(): Promise<void> {
   const sensitivity = withSeededRandom(1, () => crossTokenSensitivity(mixer as never, 8));
   const { vocab, answers } = taskVocab(task, TASK);
   const memMap = memorizationMap(1, TASK);
-  const lm = withSeededRandom(1, () => new LanguageModel({ vocabSize: vocab, dModel: sizes.dModel, blocks: [block] }));
-  const optimizer = tf.train.adam(Number(opts.lr));
-  const trainer = new NestedTrainer(lm.nested, { loss: maskedCrossEntropy, optimizer, clipNorm: 1 });
-  const m: ModelRun = { kind: opts.kind as ModelKind, lm, trainer, optimizer, params: lm.countParams() };
+  const r = createLmRun({ model: { vocabSize: vocab, dModel: sizes.dModel, blocks: [block] }, optimizer: Number(opts.lr), seed: 1, trainer: { loss: maskedCrossEntropy, clipNorm: 1 } });
+  const m: ModelRun = { kind: opts.kind as ModelKind, ...r, params: r.lm.countParams() };
   const ti = MAD_TASKS.indexOf(task);
   const dr = rng(32452843 + ti); // the experiment's training stream for seed 1
   const t0 = Date.now();

@@ -11,8 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as YAML from 'yaml';
 import { program } from '../../cli/nl';
-import { loadPreset } from '../../cli/config';
-import { createRun, disposeRun, loadRun } from '../../cli/run';
+import { loadPreset } from '../../run';
+import { createRun, disposeRun, loadRun } from '../../run';
 import { loadTrainerCheckpoint } from '../../plugins/scheduler';
 
 /** Runs `nl ...args`, returning what it printed to stdout. */

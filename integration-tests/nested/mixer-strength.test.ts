@@ -5,7 +5,7 @@
  * ('stable') parameterisation. The 'paper' parameterisation's value is printed beside it (it is ~0: inert).
  */
 import { expect } from 'chai';
-import { nlRuntime } from '../../cli/run';
+import { nlRuntime } from '../../run';
 import { withSeededRandom } from '../../experiments/models';
 import { crossTokenSensitivity } from '../../experiments/probes/sensitivity';
 import type { LayerSpec } from '../../plugins/hope';
