@@ -15,3 +15,4 @@ export * from './profiling';
 export * from './validate';
 export * from './random';
 export * from './nested-model';
+export * from './catalog';

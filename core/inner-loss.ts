@@ -59,12 +59,34 @@ export const BUILTIN_INNER_LOSSES: Readonly<Record<BuiltinInnerLossName, InnerLo
   cosine: cosineLoss,
 };
 
-/** Looks up an inner loss by name among the built-ins and `extra` (e.g. a runtime's plugin losses). */
+/** The catalogue's inner-loss table (core/catalog.ts): losses contributed by plugins, name -> {loss, owner}. */
+const contributed = new Map<string, { loss: InnerLoss; owner: string }>();
+
+/**
+ * Adds a plugin's inner loss to the catalogue (the registry does this for every manifest's innerLosses).
+ * A name already bound to another loss (a built-in or another plugin's) is refused, naming both owners.
+ */
+export function registerInnerLoss(loss: InnerLoss, owner: string): void {
+  const builtin = (BUILTIN_INNER_LOSSES as Record<string, InnerLoss>)[loss.name];
+  const prev = builtin ? { loss: builtin, owner: 'core' } : contributed.get(loss.name);
+  if (prev && prev.loss !== loss) throw new Error(`inner loss '${loss.name}' of '${owner}' is already provided by '${prev.owner}' (a different loss)`);
+  if (!prev) contributed.set(loss.name, { loss, owner });
+}
+
+/** Every inner loss name in the catalogue -> its owner ('core' for the built-ins). */
+export function innerLossOwners(): ReadonlyMap<string, string> {
+  return new Map([...Object.keys(BUILTIN_INNER_LOSSES).map((n): [string, string] => [n, 'core']), ...[...contributed].map(([n, e]): [string, string] => [n, e.owner])]);
+}
+
+/**
+ * Looks up an inner loss by name: the built-ins, then `extra`, then the catalogue (every loss a loaded
+ * plugin contributed). Layers and transforms resolve their `innerLoss` config field here.
+ */
 export function getInnerLoss(name: string, extra: ReadonlyMap<string, InnerLoss> = new Map(), field = 'innerLoss'): InnerLoss {
-  const found = (BUILTIN_INNER_LOSSES as Record<string, InnerLoss>)[name] ?? extra.get(name);
+  const found = (BUILTIN_INNER_LOSSES as Record<string, InnerLoss>)[name] ?? extra.get(name) ?? contributed.get(name)?.loss;
   if (!found) {
-    const allowed = [...Object.keys(BUILTIN_INNER_LOSSES), ...extra.keys()];
-    throw new Error(`${field}: unknown inner loss '${name}'; allowed: ${allowed.join(', ')}`);
+    const allowed = [...new Set([...Object.keys(BUILTIN_INNER_LOSSES), ...extra.keys(), ...contributed.keys()])];
+    throw new Error(`${field}: unknown inner loss '${name}'; allowed: ${allowed.join(', ')} (others come from a loaded plugin's innerLosses)`);
   }
   return found;
 }

@@ -4,6 +4,7 @@
  * services by bare strings.
  */
 import type * as tf from '@tensorflow/tfjs';
+import type { Catalog } from './catalog';
 import type { InnerLoss } from './inner-loss';
 import type { PluginManifest } from './plugin';
 
@@ -29,6 +30,8 @@ export interface PluginCatalog {
 export const TOKENS = {
   Logger: token<Logger>('Logger'),
   PluginCatalog: token<PluginCatalog>('PluginCatalog'),
+  /** The catalogue every config name resolves through (layer classes, inner losses, transforms; core/catalog.ts). */
+  Catalog: token<Catalog>('Catalog'),
   /** Every InnerLoss contributed by a plugin (multi-binding). */
   InnerLoss: token<InnerLoss>('InnerLoss'),
 } as const;

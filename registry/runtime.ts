@@ -11,6 +11,12 @@ import { Container } from 'inversify';
 import {
   BUILTIN_INNER_LOSSES,
   TOKENS,
+  catalog,
+  catalogInnerLoss,
+  catalogLayerClass,
+  catalogTransform,
+  innerLossOwners,
+  layerClassOwner,
   type InnerLoss,
   type LayerClass,
   type Logger,
@@ -19,11 +25,7 @@ import {
   type PluginManifest,
   type Token,
 } from '../core';
-import {
-  registerTransformFactory,
-  createTransform,
-  type GradientTransform,
-} from '../core/transforms';
+import { createTransform, type GradientTransform } from '../core/transforms';
 import { registerFileSystemRouter } from '../core/io';
 import { NlTransformOptimizer } from '../core/transforms/optimizer';
 import { checkLayerConfigKeys } from '../core/validate';
@@ -66,8 +68,11 @@ export interface Runtime {
   getAll<T>(tok: Token<T>): T[];
 }
 
-/** className -> {class, plugin} for every class any runtime in this process registered. */
-const REGISTERED = new Map<string, { cls: unknown; plugin: string }>();
+/**
+ * Optimizer className -> {class, plugin} for every optimizer class any runtime in this process registered.
+ * (Layer classes, inner losses and transforms live in the catalogue, core/catalog.ts.)
+ */
+const REGISTERED_OPTIMIZERS = new Map<string, { cls: unknown; plugin: string }>();
 
 /** First-party plugins by the class names they provide, for "load plugin X" hints (filled lazily). */
 const classHints = new Map<string, string>();
@@ -101,7 +106,7 @@ function validateManifests(plugins: readonly PluginManifest[]): void {
       const other = seen.get(cn);
       if (other !== undefined) fail(`class name '${cn}' is provided by both plugin '${other}' and plugin '${p.name}'`);
       seen.set(cn, p.name);
-      const prev = REGISTERED.get(cn);
+      const prev = catalog.layerClass(cn) ? { cls: catalog.layerClass(cn), plugin: layerClassOwner(cn) } : REGISTERED_OPTIMIZERS.get(cn);
       if (prev && prev.cls !== cls) {
         fail(`class name '${cn}' of plugin '${p.name}' is already registered by plugin '${prev.plugin}' with a different class`);
       }
@@ -112,6 +117,10 @@ function validateManifests(plugins: readonly PluginManifest[]): void {
     for (const l of p.innerLosses ?? []) {
       const other = losses.get(l.name);
       if (other !== undefined) fail(`inner loss '${l.name}' is provided by both '${other}' and plugin '${p.name}'`);
+      const earlier = innerLossOwners().get(l.name);
+      if (earlier !== undefined && catalog.innerLoss(l.name) !== l) {
+        fail(`inner loss '${l.name}' of plugin '${p.name}' is already in the catalogue from '${earlier}' (a different loss)`);
+      }
       losses.set(l.name, p.name);
     }
   }
@@ -146,25 +155,28 @@ export function createRuntime(options: RuntimeOptions): Runtime {
 
   for (const cls of CORE_OPTIMIZERS) {
     tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
-    REGISTERED.set(cls.className, { cls, plugin: 'core' });
+    REGISTERED_OPTIMIZERS.set(cls.className, { cls, plugin: 'core' });
     optimizerOwners.set(cls.className, 'core');
     optimizerClasses.set(cls.className, cls);
   }
   for (const p of plugins) {
     for (const cls of p.layers ?? []) {
       tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
-      REGISTERED.set(cls.className, { cls, plugin: p.name });
+      catalogLayerClass(cls, p.name);
       layerOwners.set(cls.className, p.name);
       layerClasses.set(cls.className, cls);
     }
     for (const cls of p.optimizers ?? []) {
       tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
-      REGISTERED.set(cls.className, { cls, plugin: p.name });
+      REGISTERED_OPTIMIZERS.set(cls.className, { cls, plugin: p.name });
       optimizerOwners.set(cls.className, p.name);
       optimizerClasses.set(cls.className, cls);
     }
-    for (const l of p.innerLosses ?? []) extraLosses.set(l.name, l);
-    for (const [name, factory] of Object.entries(p.transforms ?? {})) registerTransformFactory(name, factory, p.name);
+    for (const l of p.innerLosses ?? []) {
+      extraLosses.set(l.name, l);
+      catalogInnerLoss(l, p.name); // layers resolve `innerLoss: '<name>'` through the catalogue
+    }
+    for (const [name, factory] of Object.entries(p.transforms ?? {})) catalogTransform(name, factory, p.name);
     for (const c of p.capabilities ?? []) (caps[c] ??= []).push(p.name);
   }
 
@@ -176,14 +188,15 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     }
     return found;
   };
-  const catalog: PluginCatalog = {
+  const pluginCatalog: PluginCatalog = {
     plugins: () => plugins,
     hasCapability: (c) => (caps[c]?.length ?? 0) > 0,
     innerLoss,
     layerClass: (cn) => layerClasses.get(cn),
   };
   container.bind(TOKENS.Logger).toConstantValue(logger);
-  container.bind(TOKENS.PluginCatalog).toConstantValue(catalog);
+  container.bind(TOKENS.PluginCatalog).toConstantValue(pluginCatalog);
+  container.bind(TOKENS.Catalog).toConstantValue(catalog);
   for (const l of [...Object.values(BUILTIN_INNER_LOSSES), ...extraLosses.values()]) {
     container.bind(TOKENS.InnerLoss).toConstantValue(l);
   }
@@ -216,7 +229,7 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     container,
     plugins: () => plugins,
     capabilities: () => caps,
-    hasCapability: catalog.hasCapability,
+    hasCapability: pluginCatalog.hasCapability,
     layers: () => layerOwners,
     optimizers: () => optimizerOwners,
     createLayer<L extends tf.layers.Layer>(className: string, config: object = {}): L {

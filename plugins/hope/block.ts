@@ -12,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
+  catalog,
   isInContextLearner,
   isStatefulSequenceLayer,
   type ContextGradientTarget,
@@ -55,7 +56,11 @@ export interface ResidualBlockArgs extends BaseLayerArgs {
   shortConv?: number;
 }
 
-/** First-party classes, so blocks build without a runtime; other names are looked up in tfjs' class registry. */
+/**
+ * The classes hope itself requires, so blocks build without a runtime. Every other name resolves through
+ * the catalogue (core/catalog.ts: the layer classes of every plugin a runtime loaded, third-party ones
+ * included), then tfjs' class table (tfjs' own layers, e.g. Dense).
+ */
 function known(): Record<string, new (cfg: any) => tf.layers.Layer> {
   return {
     NlSelfModifyingTitans,
@@ -78,11 +83,12 @@ export function createSubLayer(spec: unknown, path: string, name: string): tf.la
   const { className, config } = spec as LayerSpec;
   if (config !== undefined && (typeof config !== 'object' || config === null || Array.isArray(config))) fail(`${path}.config`, 'must be an object');
   const args = { ...(config ?? {}), name };
-  const cls = known()[className];
+  const cls = catalog.layerClass(className) ?? known()[className];
   if (cls) return new cls(args);
   const entry = tf.serialization.SerializationMap.getMap().classNameMap[className];
   if (!entry) {
-    fail(`${path}.className`, `unknown layer class '${className}' (built in: ${Object.keys(known()).join(', ')}; others must be registered by a loaded plugin)`);
+    const names = [...new Set([...Object.keys(known()), ...catalog.layerClasses().keys()])];
+    fail(`${path}.className`, `unknown layer class '${className}' (known: ${names.join(', ')}; others must be provided by a plugin loaded with createRuntime)`);
   }
   const made = entry[1](entry[0] as any, args as any) as unknown;
   if (!(made instanceof tf.layers.Layer)) fail(`${path}.className`, `'${className}' is not a tfjs layer`);

@@ -293,7 +293,7 @@ describe('NlTitansMemory: config and serialisation', () => {
     expect(() => new NlTitansMemory({ numHeads: 0 })).to.throw(/NlTitansMemory.numHeads/);
     expect(() => new NlTitansMemory({ dModel: 8, numHeads: 3 })).to.throw(/NlTitansMemory.numHeads: must divide dModel=8/);
     expect(() => new NlTitansMemory({ memory: 'deep' as never })).to.throw(/NlTitansMemory.memory: must be one of 'linear', 'mlp'/);
-    expect(() => new NlTitansMemory({ innerLoss: 'huber' })).to.throw(/NlTitansMemory.innerLoss: unknown inner loss/);
+    expect(() => new NlTitansMemory({ innerLoss: 'no-such-loss' })).to.throw(/NlTitansMemory.innerLoss: unknown inner loss/);
     expect(() => new NlTitansMemory({ gradientMode: 'none' as never })).to.throw(/NlTitansMemory.gradientMode/);
     expect(() => new NlTitansMemory({ thetaMax: 0 })).to.throw(/NlTitansMemory.thetaMax/);
     expect(() => new NlTitansMemory({ innerGradClip: -1 })).to.throw(/NlTitansMemory.innerGradClip/);
