@@ -1,6 +1,7 @@
 /** Config of NlSelfModifyingTitans: defaults, validation (errors name the field), resolution. */
 import { BUILTIN_INNER_LOSSES } from '../../core/inner-loss';
 import { validateGradientMode, type GradientMode } from '../../core/level';
+import { BASE_LAYER_KEYS, refuseUnknownKeys } from '../../core/validate';
 import { NORMALIZE_MODES, SMT_IMPLS, SMT_PARAMETERIZATIONS, type NormalizeMode, type SmtImpl, type SmtParameterization } from './ops/forward';
 import { MEMORY_ACTIVATIONS, type MemoryActivation } from './ops/memory';
 
@@ -147,7 +148,15 @@ function num(field: string, v: unknown, lo: number, hi: number, loOpen: boolean,
   return v as number;
 }
 
+/** Every key of SelfModifyingTitansArgs (a misspelled key is refused, not ignored). */
+const SMT_KEYS: readonly string[] = [
+  'dModel', 'numHeads', 'hiddenDim', 'activation', 'innerLoss', 'momentum', 'momentumDecay', 'dgd', 'weightDecay', 'staticK', 'staticV',
+  'adaptiveQ', 'normalize', 'chunkSize', 'memChunkSize', 'etaMax', 'alphaMin', 'etaBiasInit', 'alphaBiasInit', 'gradClip', 'impl',
+  'gradientMode', 'sentinel', 'initScale', 'parameterization', 'slowRate', 'checkpoint',
+];
+
 export function resolveSmtConfig(a: SelfModifyingTitansArgs): ResolvedSmtConfig {
+  refuseUnknownKeys(a as Record<string, unknown>, [...SMT_KEYS, ...BASE_LAYER_KEYS, 'customObjects'], C); // customObjects: added by tfjs deserialisation
   const p = oneOf('parameterization', a.parameterization ?? 'stable', SMT_PARAMETERIZATIONS);
   const d = p === 'stable' ? SMT_STABLE_DEFAULTS : SMT_DEFAULTS;
   const r: ResolvedSmtConfig = {

@@ -89,6 +89,7 @@ describe('NlSelfModifyingTitans layer', () => {
     expect(() => new NlSelfModifyingTitans({ normalize: 'none' })).to.throw(/normalize.*'stable'/);
     expect(() => new NlSelfModifyingTitans({ slowRate: 0 })).to.throw(/slowRate/);
     expect(() => new NlSelfModifyingTitans({ checkpoint: 'yes' as never })).to.throw(/checkpoint/);
+    expect(() => new NlSelfModifyingTitans({ chunkSzie: 4 } as never)).to.throw(/NlSelfModifyingTitans\.chunkSzie: unknown key/);
     expect(() => new NlSelfModifyingTitans({ innerLoss: 'cosine' as never })).to.throw(/innerLoss/);
     expect(() => new NlSelfModifyingTitans({ parameterization: 'paper', normalize: 'rms' as never })).to.throw(/normalize/);
     const l = new NlSelfModifyingTitans({ numHeads: 3 });
