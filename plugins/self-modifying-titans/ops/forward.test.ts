@@ -6,26 +6,8 @@ import { chunkedSegment, naiveSegment } from './recurrence';
 import { disposeState } from '../../../core/memory-state';
 import { assertClose } from '../../../core/testing';
 import { selfModifyingTitansForward, segmentLengths, type SmtOptions, type SmtState, type SmtWeights } from './forward';
-import { TEST_D, testOptions, testWeights } from './test-helpers';
+import { close, compareStates, gradsOf, TEST_D, testOptions, testWeights, testX as x } from './test-helpers';
 
-
-function x(b: number, t: number, seed = 3): tf.Tensor3D {
-  return tf.randomNormal([b, t, TEST_D], 0, 1, 'float32', seed) as tf.Tensor3D;
-}
-
-/** |a - e| <= 1e-4 |e| + 1e-4 max|e| + 1e-6 elementwise (float32 drift grows with T through the chunk reads). */
-function close(a: tf.Tensor, e: tf.Tensor, name: string): void {
-  const m = e.size ? e.abs().max().dataSync()[0] : 0;
-  assertClose(a, e, { rtol: 1e-4, atol: 1e-4 * m + 1e-6, name });
-}
-
-function compareStates(a: SmtState, e: SmtState, name: string): void {
-  expect(Object.keys(a).sort()).to.deep.equal(Object.keys(e).sort());
-  for (const k of Object.keys(e)) {
-    expect(a[k].shape, `${name}.${k} shape`).to.deep.equal(e[k].shape);
-    close(a[k], e[k], `${name}.${k}`);
-  }
-}
 
 describe('self-modifying-titans forward', () => {
   it('segmentLengths follows the stream clock', () => {
@@ -79,14 +61,6 @@ describe('self-modifying-titans forward', () => {
   });
 
   describe('merged phases (chunkSize == memChunkSize: M_mem joins the phase-1 group): chunked == naive', () => {
-    const gradsOf = (o: SmtOptions, w: SmtWeights, xx: tf.Tensor, r: tf.Tensor): tf.Tensor[] => {
-      const names = Object.keys(w) as Array<keyof SmtWeights>;
-      return tf.grads((...args: tf.Tensor[]) => {
-        const ww = { ...w } as Record<string, tf.Tensor>;
-        names.forEach((n, i) => (ww[n] = args[i + 1]));
-        return selfModifyingTitansForward(o, ww as unknown as SmtWeights, args[0], null).y.mul(r).sum();
-      })([xx, ...names.map((n) => w[n] as tf.Tensor)]);
-    };
     for (const t of [1, 7, 63, 130]) {
       for (const c of [8, 16]) {
         it(`outputs and state, T=${t}, chunkSize = memChunkSize = ${c}`, () => {

@@ -22,7 +22,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { InnerLoss } from '../../../core/inner-loss';
 import type { GradientMode } from '../../../core/level';
 import { stopGradient } from '../../../core/ops/stop-gradient';
-import { innerGradientsFromRead, readKeysAndTargets, readMemory, readShared, sharedInnerGradients, type MemoryActivation } from './memory';
+import { innerGradientsFromRead, l2Normalize, readKeysAndTargets, readMemory, readShared, sharedInnerGradients, type MemoryActivation } from './memory';
 import { checkpoint } from '../../../core/ops/checkpoint';
 import { sliceView } from './layout';
 import { stableForward } from './stable';
@@ -107,7 +107,6 @@ export type SmtWeightName = keyof SmtWeights;
  */
 export type SmtState = Readonly<Record<string, tf.Tensor>>;
 
-export const L2_EPS = 1e-6;
 
 /** Memories with their own MLP besides M_mem, in state order. */
 export function memoryNames(o: Pick<SmtOptions, 'staticK' | 'staticV' | 'weightDecay' | 'adaptiveQ'>): MemoryName[] {
@@ -210,10 +209,6 @@ export function concatLens(parts: tf.Tensor[]): tf.Tensor {
   return tf.concat([concatLens(parts.slice(0, mid)), concatLens(parts.slice(mid))], 0);
 }
 
-function l2Normalize(a: tf.Tensor): tf.Tensor {
-  return a.mul(tf.rsqrt(a.square().sum(-1, true).add(L2_EPS)));
-}
-
 function checkOptions(o: SmtOptions): void {
   for (const f of ['numHeads', 'headDim', 'hiddenDim', 'chunkSize', 'memChunkSize'] as const) {
     if (!Number.isInteger(o[f]) || o[f] < 1) throw new Error(`selfModifyingTitansForward: ${f} must be a positive integer, got ${o[f]}`);
@@ -236,7 +231,7 @@ export function selfModifyingTitansForward(
     if (o.normalize !== 'l2') throw new Error(`${o.layerName}: parameterization 'stable' needs normalize: 'l2'`);
     const [, , dm] = x.shape;
     if (o.numHeads * o.headDim !== dm) throw new Error(`selfModifyingTitansForward: numHeads * headDim = ${o.numHeads * o.headDim} must equal the input width ${dm}`);
-    return stableForward(o, w, x, state, { memoryNames, initialState: initialSmtState, segmentLengths, splitLens, concatLens, sentinel });
+    return stableForward(o, w, x, state, { memoryNames, initialState: initialSmtState, segmentLengths, splitLens, concatLens, sentinel, packState });
   }
   return tf.tidy(() => {
     const [b, t, dm] = x.shape as [number, number, number];
@@ -503,28 +498,53 @@ export function selfModifyingTitansForward(
     if (o.sentinel) sentinel(o, perTokenChecks, t);
 
     const un2 = (a: tf.Tensor): tf.Tensor => a.reshape([b, h, a.shape[1] as number, a.shape[2] as number]);
-    const out: Record<string, tf.Tensor> = {
-      W1: fromGroup(run1.w1),
-      W2: fromGroup(run1.w2),
-      W1snap: fromGroup(snap1.w1),
-      W2snap: fromGroup(snap1.w2),
-      clock: tf.zeros([b, pos1]),
-      memW1: un2(run2.w1),
-      memW2: un2(run2.w2),
-      memW1snap: un2(snap2.w1),
-      memW2snap: un2(snap2.w2),
-      memClock: tf.zeros([b, pos2]),
-    };
-    if (o.momentum !== null) {
-      out.M1 = fromGroup(run1.m1 as tf.Tensor);
-      out.M2 = fromGroup(run1.m2 as tf.Tensor);
-      out.memM1 = un2(run2.m1 as tf.Tensor);
-      out.memM2 = un2(run2.m2 as tf.Tensor);
-    }
-    // identity-preserving entries (e.g. an unchanged snapshot) must still be new tensors for the caller
-    for (const [key, val] of Object.entries(out)) if (state && Object.values(state).includes(val)) out[key] = val.clone();
+    const momentumState: Record<string, tf.Tensor> =
+      o.momentum === null
+        ? {}
+        : { M1: fromGroup(run1.m1 as tf.Tensor), M2: fromGroup(run1.m2 as tf.Tensor), memM1: un2(run2.m1 as tf.Tensor), memM2: un2(run2.m2 as tf.Tensor) };
+    const out = packState(b, h, fromGroup, { ...run1, pos: pos1, snap: snap1 }, { ...run2, pos: pos2, snap: snap2 }, momentumState, state);
     return { y, state: out };
   });
+}
+
+/** One group's end state: running weights, the chunk-start snapshot and the position in the chunk. */
+export interface GroupEnd {
+  w1: tf.Tensor;
+  w2: tf.Tensor;
+  snap: { w1: tf.Tensor; w2: tf.Tensor };
+  pos: number;
+}
+
+/**
+ * The carried state after a call (both parameterisations): the phase-1 group (converted to [B, NM, H, p, q] by
+ * `fromGroup`), M_mem ([B H, p, q] -> [B, H, p, q]), the clocks, and `extra` entries. Entries identical to an
+ * entry of the input `state` (e.g. an unchanged snapshot) are cloned so the caller owns every result tensor.
+ */
+export function packState(
+  b: number,
+  h: number,
+  fromGroup: (a: tf.Tensor) => tf.Tensor,
+  g1: GroupEnd,
+  mem: GroupEnd,
+  extra: Record<string, tf.Tensor>,
+  state: SmtState | null,
+): Record<string, tf.Tensor> {
+  const un2 = (a: tf.Tensor): tf.Tensor => a.reshape([b, h, a.shape[1] as number, a.shape[2] as number]);
+  const out: Record<string, tf.Tensor> = {
+    W1: fromGroup(g1.w1),
+    W2: fromGroup(g1.w2),
+    W1snap: fromGroup(g1.snap.w1),
+    W2snap: fromGroup(g1.snap.w2),
+    clock: tf.zeros([b, g1.pos]),
+    memW1: un2(mem.w1),
+    memW2: un2(mem.w2),
+    memW1snap: un2(mem.snap.w1),
+    memW2snap: un2(mem.snap.w2),
+    memClock: tf.zeros([b, mem.pos]),
+    ...extra,
+  };
+  for (const [key, val] of Object.entries(out)) if (state && Object.values(state).includes(val)) out[key] = val.clone();
+  return out;
 }
 
 /**

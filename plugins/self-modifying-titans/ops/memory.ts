@@ -14,6 +14,13 @@ import type { InnerLoss } from '../../../core/inner-loss';
 import { wideToBatched } from './layout';
 
 export type MemoryActivation = 'silu' | 'tanh';
+
+export const L2_EPS = 1e-6;
+
+/** a / |a| along the last axis (eps inside the root). */
+export function l2Normalize(a: tf.Tensor): tf.Tensor {
+  return a.mul(tf.rsqrt(a.square().sum(-1, true).add(L2_EPS)));
+}
 export const MEMORY_ACTIVATIONS: readonly MemoryActivation[] = ['silu', 'tanh'];
 
 /** act(z) */

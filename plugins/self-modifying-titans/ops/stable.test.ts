@@ -1,33 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { assertClose } from '../../../core/testing';
-import { selfModifyingTitansForward, type SmtOptions, type SmtState, type SmtWeights } from './forward';
+import { selfModifyingTitansForward, type SmtOptions, type SmtState } from './forward';
 import { chunkedDelta, naiveDelta, stableSegment, type DeltaInputs } from './stable';
-import { stableTestOptions, testWeights, TEST_D } from './test-helpers';
+import { close, compareStates, gradsOf, stableTestOptions, testWeights, testX as x, TEST_D } from './test-helpers';
 
-function x(b: number, t: number, seed = 3): tf.Tensor3D {
-  return tf.randomNormal([b, t, TEST_D], 0, 1, 'float32', seed) as tf.Tensor3D;
-}
-/** |a - e| <= tol |e| + tol max|e| + 1e-6; tol 1e-4, or 1e-3 for the longest streams (float32 drift through 16+ chunks of self-referential targets). */
-function close(a: tf.Tensor, e: tf.Tensor, name: string, tol = 1e-4): void {
-  const m = e.size ? e.abs().max().dataSync()[0] : 0;
-  assertClose(a, e, { rtol: tol, atol: tol * m + 1e-6, name });
-}
-function compareStates(a: SmtState, e: SmtState, name: string, tol = 1e-4): void {
-  expect(Object.keys(a).sort()).to.deep.equal(Object.keys(e).sort());
-  for (const k of Object.keys(e)) {
-    expect(a[k].shape, `${name}.${k} shape`).to.deep.equal(e[k].shape);
-    close(a[k], e[k], `${name}.${k}`, tol);
-  }
-}
-function gradsOf(o: SmtOptions, w: SmtWeights, xx: tf.Tensor, r: tf.Tensor): tf.Tensor[] {
-  const names = Object.keys(w) as Array<keyof SmtWeights>;
-  return tf.grads((...args: tf.Tensor[]) => {
-    const ww = { ...w } as Record<string, tf.Tensor>;
-    names.forEach((n, i) => (ww[n] = args[i + 1]));
-    return selfModifyingTitansForward(o, ww as unknown as SmtWeights, args[0], null).y.mul(r).sum();
-  })([xx, ...names.map((n) => w[n] as tf.Tensor)]);
-}
 const l2 = (a: tf.Tensor): tf.Tensor => a.div(a.norm('euclidean', -1, true));
 
 describe("self-modifying-titans, parameterization 'stable'", () => {

@@ -36,14 +36,10 @@ import * as tf from '@tensorflow/tfjs';
 import { stopGradient } from '../../../core/ops/stop-gradient';
 import { checkpoint } from '../../../core/ops/checkpoint';
 import { wyInverse } from '../../../core/ops/tril-inverse';
-import { activate, activateGrad, type MemoryActivation } from './memory';
-import type { MemoryName, SmtOptions, SmtState, SmtWeights } from './forward';
+import { activate, activateGrad, l2Normalize, L2_EPS, type MemoryActivation } from './memory';
+import type { MemoryName, SmtOptions, SmtState, SmtWeights, packState } from './forward';
 
-export const STABLE_EPS = 1e-6;
-
-function l2(a: tf.Tensor): tf.Tensor {
-  return a.mul(tf.rsqrt(a.square().sum(-1, true).add(STABLE_EPS)));
-}
+const l2 = l2Normalize;
 
 /** One rank-1 recurrence over a segment, for N independent matrices. */
 export interface DeltaInputs {
@@ -137,15 +133,14 @@ interface StableRead {
 function readStable(act: MemoryActivation, w1: tf.Tensor3D, w2: tf.Tensor3D, x: tf.Tensor3D): StableRead {
   const z = tf.matMul(x, w2, false, true) as tf.Tensor3D;
   const p = activate(act, z) as tf.Tensor3D;
-  const inv = tf.rsqrt(p.square().sum(-1, true).add(STABLE_EPS)) as tf.Tensor3D;
+  const inv = tf.rsqrt(p.square().sum(-1, true).add(L2_EPS)) as tf.Tensor3D; // 1 / |phi(z)| (also needed by the W2 gradient)
   const h = p.mul(inv) as tf.Tensor3D;
   return { out: x.add(tf.matMul(h, w1, false, true)) as tf.Tensor3D, z, p, inv, h };
 }
 
 /** Normalised hidden feature hn(W2 q) of queries q [N, L, dh] (not the memory output). */
 function hiddenOf(act: MemoryActivation, z: tf.Tensor): tf.Tensor3D {
-  const p = activate(act, z);
-  return p.mul(tf.rsqrt(p.square().sum(-1, true).add(STABLE_EPS))) as tf.Tensor3D;
+  return l2Normalize(activate(act, z)) as tf.Tensor3D;
 }
 
 /**
@@ -197,6 +192,7 @@ export interface StableHelpers {
   splitLens: (a: tf.Tensor, lens: number[]) => tf.Tensor[];
   concatLens: (parts: tf.Tensor[]) => tf.Tensor;
   sentinel: (o: SmtOptions, checks: Array<[string, tf.Tensor[]]>, t: number) => void;
+  packState: typeof packState;
 }
 
 /** The stable mixer: x [B, T, D] and a state -> y [B, T, D] and the state after the last token. */
@@ -352,24 +348,11 @@ export function stableForward(o: SmtOptions, w: SmtWeights, x: tf.Tensor, state:
 
     // ---- output: per-head RMSNorm, learned gain, sigmoid gate, W_o ----
     const oAll = hp.concatLens(outO.map(tm)).transpose([1, 0, 2, 3]); // [B, T, H, dh]
-    const normed = oAll.mul(tf.rsqrt(oAll.square().mean(-1, true).add(STABLE_EPS))).reshape([b * t, dm]);
+    const normed = oAll.mul(tf.rsqrt(oAll.square().mean(-1, true).add(L2_EPS))).reshape([b * t, dm]);
     const gate = tf.sigmoid(tf.matMul(x2, req('gateKernel') as tf.Tensor2D));
     const y = tf.matMul(normed.mul(req('normGain')).mul(gate) as tf.Tensor2D, req('outKernel') as tf.Tensor2D).reshape([b, t, dm]) as tf.Tensor3D;
 
-    const un2 = (a: tf.Tensor): tf.Tensor => a.reshape([b, h, a.shape[1] as number, a.shape[2] as number]);
-    const out: Record<string, tf.Tensor> = {
-      W1: fromGroup(run1.w1),
-      W2: fromGroup(run1.w2),
-      W1snap: fromGroup(snap1.w1),
-      W2snap: fromGroup(snap1.w2),
-      clock: tf.zeros([b, pos1]),
-      memW1: un2(run2.w1),
-      memW2: un2(run2.w2),
-      memW1snap: un2(snap2.w1),
-      memW2snap: un2(snap2.w2),
-      memClock: tf.zeros([b, pos2]),
-    };
-    for (const [key, val] of Object.entries(out)) if (state && Object.values(state).includes(val)) out[key] = val.clone();
+    const out = hp.packState(b, h, fromGroup, { ...run1, pos: pos1, snap: snap1 }, { ...run2, pos: pos2, snap: snap2 }, {}, state);
     return { y, state: out };
   });
 }
