@@ -75,8 +75,11 @@ export function cliErrorLine(e: unknown): string {
     .join('; ');
 }
 
+/** The command's name (package.json "bin": `nlearn`, also `nested-learning`; coreutils owns `nl`). */
+export const CLI_NAME = 'nlearn';
+
 export function program(): Command {
-  const cmd = new Command('nl').description('Nested Learning / HOPE on TensorFlow.js').option('--backend <name>', 'wasm | cpu | tensorflow (default: NL_BACKEND or wasm)');
+  const cmd = new Command(CLI_NAME).description('Nested Learning / HOPE on TensorFlow.js').option('--backend <name>', 'wasm | cpu | tensorflow (default: NL_BACKEND or wasm)');
   const be = (): { backend?: string } => cmd.opts();
 
   cmd
@@ -296,11 +299,14 @@ export function program(): Command {
   return cmd;
 }
 
-if (require.main === module) {
-  program()
-    .parseAsync(process.argv)
-    .catch((e: Error) => {
-      console.error(`nl: ${cliErrorLine(e)}`);
-      process.exit(1);
-    });
+/** Runs the command line (`nlearn`, cli/bin.js; `npm run nl`): an error is printed as one line, exit code 1. */
+export async function main(argv: readonly string[] = process.argv): Promise<void> {
+  try {
+    await program().parseAsync([...argv]);
+  } catch (e) {
+    console.error(`${CLI_NAME}: ${cliErrorLine(e)}`);
+    process.exit(1);
+  }
 }
+
+if (require.main === module) void main();
