@@ -81,6 +81,18 @@ describe('plugin hope', () => {
     lm.dispose();
   });
 
+  it('generate leaves no tensors behind, greedy and sampled (temperature > 0, with and without top-k)', async () => {
+    const lm = new LanguageModel(config('hope'), { seed: 3 });
+    for (const o of [{ temperature: 0 }, { temperature: 0.8 }, { temperature: 0.8, topK: 4 }, { temperature: 1.5, topK: 0 }]) {
+      await lm.generate([1, 5, 2], { tokens: 2, ...o }); // warm-up (kernels, lazily built state)
+      const before = tf.memory().numTensors;
+      const got = await lm.generate([1, 5, 2], { tokens: 10, seed: 7, ...o });
+      expect(got.length).to.equal(10);
+      expect(tf.memory().numTensors - before, `tensors left by generate(${JSON.stringify(o)}) of 10 tokens`).to.equal(0);
+    }
+    lm.dispose();
+  });
+
   it('NlHopeBlock computes x1 = x + SMT(conv4(norm1 x)), y = x1 + (CMS(norm2 x1) - norm2 x1) (Eqs. 94-97; CMS levels are residual)', () => {
     const block = new NlHopeBlock({ mixer: { className: 'NlSelfModifyingTitans', config: { numHeads: 2, chunkSize: 4, memChunkSize: 4 } } });
     const x = tf.randomNormal([2, 5, D], 0, 1, 'float32', 3);

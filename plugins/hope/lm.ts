@@ -286,7 +286,7 @@ export class LanguageModel {
       return id;
     }
     const k = topK > 0 ? Math.min(topK, logits.size) : logits.size;
-    const { values, indices } = tf.topk(logits.div(temperature), k);
+    const { values, indices } = tf.tidy(() => tf.topk(logits.div(temperature), k)); // the scaled logits are freed here
     const [v, ix] = await Promise.all([values.data(), indices.data()]);
     tf.dispose([values, indices]);
     const m = Math.max(...v);
