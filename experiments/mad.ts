@@ -254,11 +254,23 @@ export interface MadConfig {
   sizes: ConvModelSizes;
   task: TaskSizes;
   learningRate: number;
+  /** Training steps of every task without an entry in `stepsByTask`. */
   steps: number;
+  /** Per-task budget (calibrated: the smallest tried budget at which a baseline learns the task; see FULL). */
+  stepsByTask?: Partial<Record<MadTask, number>>;
   batchSize: number;
   testSequences: number;
   evalBatch: number;
+  /** Test accuracy is also measured every `evalEvery` steps (the row's `curve`); 0 = only at the end. */
+  evalEvery?: number;
   seeds: number[];
+  /** Kinds run on the first N seeds only (slow or reference rows; stated in the notes). */
+  seedsByKind?: Partial<Record<ModelKind, number>>;
+}
+
+/** Training steps of a task under a config. */
+export function stepsOf(cfg: MadConfig, task: MadTask): number {
+  return cfg.stepsByTask?.[task] ?? cfg.steps;
 }
 
 const TASK_FULL: TaskSizes = {
@@ -313,16 +325,9 @@ export async function runTask(task: MadTask, kind: ModelKind, cfg: MadConfig, se
   const tr = rng(seed * 15485863 + ti);
   const test = Array.from({ length: cfg.testSequences }, () => generate(task, tr, cfg.task, memMap));
   const dr = rng(seed * 32452843 + ti); // same training sequences for every kind
-  const t0 = Date.now();
+  const steps = stepsOf(cfg, task);
   const m = buildConvModel(kind, vocab, cfg.sizes, cfg.learningRate, seed);
-  let loss = NaN;
-  try {
-    for (let step = 0; step < cfg.steps; step++) {
-      loss = trainStep(m, leftPad(Array.from({ length: cfg.batchSize }, () => generate(task, dr, cfg.task, memMap)), PAD), vocab);
-      if (!Number.isFinite(loss)) throw new Error(`mad: ${kind} on ${task} diverged at step ${step} (lower learningRate)`);
-      if (log && (step + 1) % 50 === 0) log(`mad ${task} ${kind} step ${step + 1}: loss ${loss.toFixed(3)}`);
-    }
-    const secs = (Date.now() - t0) / 1000;
+  const testAccuracy = async (): Promise<number> => {
     let c = 0;
     let n = 0;
     for (let i = 0; i < test.length; i += cfg.evalBatch) {
@@ -330,7 +335,38 @@ export async function runTask(task: MadTask, kind: ModelKind, cfg: MadConfig, se
       c += r.correct;
       n += r.total;
     }
-    return { task, kind, seed, params: m.params, finalTrainLoss: +loss.toFixed(4), accuracy: +(c / n).toFixed(3), chance: +(1 / answers.length).toFixed(3), trainSeconds: +secs.toFixed(1) };
+    return c / n;
+  };
+  let loss = NaN;
+  let trainMs = 0;
+  const curve: string[] = [];
+  try {
+    for (let step = 0; step < steps; step++) {
+      const t = Date.now();
+      loss = trainStep(m, leftPad(Array.from({ length: cfg.batchSize }, () => generate(task, dr, cfg.task, memMap)), PAD), vocab);
+      trainMs += Date.now() - t;
+      if (!Number.isFinite(loss)) throw new Error(`mad: ${kind} on ${task} diverged at step ${step} (lower learningRate)`);
+      if (log && (step + 1) % 50 === 0) log(`mad ${task} ${kind} seed ${seed} step ${step + 1}/${steps}: loss ${loss.toFixed(3)}`);
+      if (cfg.evalEvery && (step + 1) % cfg.evalEvery === 0 && step + 1 < steps) {
+        const acc = await testAccuracy();
+        curve.push(`${step + 1}:${acc.toFixed(3)}`);
+        log?.(`mad ${task} ${kind} seed ${seed} step ${step + 1}: test accuracy ${acc.toFixed(3)}`);
+      }
+    }
+    const accuracy = await testAccuracy();
+    curve.push(`${steps}:${accuracy.toFixed(3)}`);
+    return {
+      task,
+      kind,
+      seed,
+      params: m.params,
+      steps,
+      finalTrainLoss: +loss.toFixed(4),
+      accuracy: +accuracy.toFixed(3),
+      chance: +(1 / answers.length).toFixed(3),
+      trainSeconds: +(trainMs / 1000).toFixed(1),
+      curve: curve.join(' '),
+    };
   } finally {
     disposeModel(m);
   }
@@ -381,8 +417,9 @@ export const MAD_EXPERIMENTS: readonly Experiment<MadConfig>[] = MAD_TASKS.map(m
 export async function runMad(cfg: MadConfig, opts: RunOpts): Promise<ExperimentResult> {
   const rows: Row[] = [];
   for (const task of cfg.tasks) {
-    for (const seed of cfg.seeds.map((s) => s + opts.seed - 1)) {
+    for (const [si, seed] of cfg.seeds.map((s) => s + opts.seed - 1).entries()) {
       for (const kind of cfg.kinds) {
+        if (si >= (cfg.seedsByKind?.[kind] ?? Infinity)) continue;
         const row = await runTask(task, kind, cfg, seed, opts.log);
         rows.push(row);
         opts.log?.(`mad ${task} ${kind} seed ${seed}: ${JSON.stringify(row)}`);
@@ -405,7 +442,7 @@ export async function runMad(cfg: MadConfig, opts: RunOpts): Promise<ExperimentR
   const s = cfg.sizes;
   return {
     rows,
-    columns: ['task', 'kind', 'seed', 'params', 'finalTrainLoss', 'accuracy', 'chance', 'trainSeconds'],
+    columns: ['task', 'kind', 'seed', 'params', 'steps', 'finalTrainLoss', 'accuracy', 'chance', 'trainSeconds', 'curve'],
     summary,
     notes: [
       'Task definitions (vocabularies, lengths, labelled positions): experiments/README.md, section "mad". Next-token prediction at the labelled positions only (masked loss), teacher forced; prediction = argmax over the task\'s answer tokens; accuracy per labelled position on fresh test sequences (memorization: fresh sequences over the training map).',
