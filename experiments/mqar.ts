@@ -7,7 +7,8 @@
  * the value tokens). Keys and values are drawn without replacement per sequence. One model per kind is
  * trained on a mixture of N in [1, maxTrainPairs] and tested per N, including N above the training range.
  */
-import { buildModel, disposeModel, evalBatch, leftPad, randInt, rng, trainStep, type ModelKind, type ModelSizes } from './models';
+import { buildConvModel, type ConvModelSizes } from './mad';
+import { disposeModel, evalBatch, leftPad, randInt, rng, trainStep, type ModelKind } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
 
 const PAD = 0;
@@ -16,7 +17,7 @@ const KEY0 = 2;
 
 export interface MqarConfig {
   kinds: ModelKind[];
-  sizes: ModelSizes;
+  sizes: ConvModelSizes;
   /** Distinct key tokens and distinct value tokens. */
   numKeys: number;
   numValues: number;
@@ -27,13 +28,19 @@ export interface MqarConfig {
   testPairs: number[];
   testSequences: number;
   evalBatch: number;
+  /** Test accuracy (mean over the in-range pair counts) also every `evalEvery` steps: the row's `curve`; 0 = only at the end. */
+  evalEvery?: number;
   seeds: number[];
+  /** Kinds run on the first N seeds only (slow or reference rows; stated in the notes). */
+  seedsByKind?: Partial<Record<ModelKind, number>>;
 }
 
 const FULL: MqarConfig = {
   kinds: ['hope', 'transformer', 'deltanet', 'titans', 'linear-attention'],
   // Training sequences are at most 1 + 3 * 8 = 25 tokens <= the CMS period 32: one segment, full backprop.
-  sizes: { dModel: 16, numHeads: 2, numBlocks: 1, chunkSize: 8, cmsLevels: [{ period: 32, learningRate: 0.01 }, { period: 0 }] },
+  // Same block layout as the MAD runs (short causal conv of window 4 on every kind's mixer input: without it a
+  // 1-block DeltaNet / Transformer cannot bind a value to the key before it, the previous null result).
+  sizes: { dModel: 32, numHeads: 2, numBlocks: 1, chunkSize: 8, shortConv: 4, cmsLevels: [{ period: 32, learningRate: 0.01 }, { period: 0 }] },
   numKeys: 16,
   numValues: 16,
   learningRate: 3e-3,
@@ -95,33 +102,50 @@ export const mqar: Experiment<MqarConfig> = {
     const vocab = KEY0 + cfg.numKeys + cfg.numValues;
     const valueTokens = Array.from({ length: cfg.numValues }, (_, i) => KEY0 + cfg.numKeys + i);
     const rows: Row[] = [];
-    for (const seed of cfg.seeds.map((s) => s + opts.seed - 1)) {
+    for (const [si, seed] of cfg.seeds.map((s) => s + opts.seed - 1).entries()) {
       const tr = rng(seed * 15485863);
       const tests = cfg.testPairs.map((n) => ({ n, seqs: Array.from({ length: cfg.testSequences }, () => mqarSequence(tr, n, cfg.numKeys, cfg.numValues)) }));
       for (const kind of cfg.kinds) {
-        const t0 = Date.now();
-        const m = buildModel(kind, vocab, cfg.sizes, cfg.learningRate, seed);
+        if (si >= (cfg.seedsByKind?.[kind] ?? Infinity)) continue;
+        const m = buildConvModel(kind, vocab, cfg.sizes, cfg.learningRate, seed);
         const dr = rng(seed * 32452843); // same training sequences for every kind
+        const accuracyAt = async (t: (typeof tests)[number]): Promise<number> => {
+          let c = 0;
+          let n = 0;
+          for (let i = 0; i < t.seqs.length; i += cfg.evalBatch) {
+            const r = await evalBatch(m, leftPad(t.seqs.slice(i, i + cfg.evalBatch), PAD), vocab, valueTokens);
+            c += r.correct;
+            n += r.total;
+          }
+          return c / n;
+        };
+        const inRangeTests = tests.filter((t) => t.n <= cfg.maxTrainPairs);
+        const curve: string[] = [];
         let loss = NaN;
+        let trainMs = 0;
         try {
           for (let step = 0; step < cfg.steps; step++) {
             const rowsB = Array.from({ length: cfg.batchSize }, () => mqarSequence(dr, randInt(dr, 1, cfg.maxTrainPairs), cfg.numKeys, cfg.numValues));
+            const t0 = Date.now();
             loss = trainStep(m, leftPad(rowsB, PAD), vocab);
+            trainMs += Date.now() - t0;
             if (!Number.isFinite(loss)) throw new Error(`mqar: ${kind} diverged at step ${step} (lower learningRate)`);
-          }
-          const secs = (Date.now() - t0) / 1000;
-          for (const t of tests) {
-            let c = 0;
-            let n = 0;
-            for (let i = 0; i < t.seqs.length; i += cfg.evalBatch) {
-              const r = await evalBatch(m, leftPad(t.seqs.slice(i, i + cfg.evalBatch), PAD), vocab, valueTokens);
-              c += r.correct;
-              n += r.total;
+            if (cfg.evalEvery && (step + 1) % cfg.evalEvery === 0 && step + 1 < cfg.steps) {
+              let a = 0;
+              for (const t of inRangeTests) a += (await accuracyAt(t)) / inRangeTests.length;
+              curve.push(`${step + 1}:${a.toFixed(3)}`);
+              opts.log?.(`mqar ${kind} seed ${seed} step ${step + 1}/${cfg.steps}: loss ${loss.toFixed(3)}, in-range test accuracy ${a.toFixed(3)}`);
             }
-            const row: Row = { kind, pairs: t.n, inTrainRange: t.n <= cfg.maxTrainPairs, seed, params: m.params, finalTrainLoss: +loss.toFixed(4), accuracy: +(c / n).toFixed(3), trainSeconds: +secs.toFixed(1) };
+          }
+          const accs: number[] = [];
+          for (const t of tests) accs.push(await accuracyAt(t));
+          const inRangeMean = tests.reduce((a, t, i) => a + (t.n <= cfg.maxTrainPairs ? accs[i] / inRangeTests.length : 0), 0);
+          curve.push(`${cfg.steps}:${inRangeMean.toFixed(3)}`);
+          tests.forEach((t, i) => {
+            const row: Row = { kind, pairs: t.n, inTrainRange: t.n <= cfg.maxTrainPairs, seed, params: m.params, steps: cfg.steps, finalTrainLoss: +loss.toFixed(4), accuracy: +accs[i].toFixed(3), trainSeconds: +(trainMs / 1000).toFixed(1), curve: curve.join(' ') };
             rows.push(row);
             opts.log?.(`mqar ${kind} seed ${seed}: ${JSON.stringify(row)}`);
-          }
+          });
         } finally {
           disposeModel(m);
         }
@@ -152,7 +176,7 @@ export const mqar: Experiment<MqarConfig> = {
         : `${hopeBest ? 'hope best or tied' : 'hope not best'} within the training range; above 1.5/N: ${recallers.join(', ')}; best per pairs: ${bestTxt}`;
     return {
       rows,
-      columns: ['kind', 'pairs', 'inTrainRange', 'seed', 'params', 'finalTrainLoss', 'accuracy', 'trainSeconds'],
+      columns: ['kind', 'pairs', 'inTrainRange', 'seed', 'params', 'steps', 'finalTrainLoss', 'accuracy', 'trainSeconds', 'curve'],
       summary,
       notes: [
         'Sequence `BOS k1 v1 .. kN vN q1 .. qN`, the queries being the N keys in a random order; the value is predicted at each query position (loss only there); prediction = argmax over the value tokens. Left-padded with PAD in a batch.',

@@ -1,0 +1,32 @@
+/**
+ * MQAR budget calibration: runs the mqar experiment's full config for the given kinds with a test-accuracy
+ * learning curve (mean over the in-range pair counts every `--every` steps) and prints the rows as JSON
+ * lines (one per kind and pair count; the curve is on every row).
+ *
+ *   node -r ts-node/register/transpile-only experiments/probes/mqar-calibrate.ts --kinds deltanet,transformer --steps 3000 --every 250
+ */
+import { selectBackend } from '../../core/backend';
+import { mqar, type MqarConfig } from '../mqar';
+import type { ModelKind } from '../models';
+
+function arg(name: string, dflt: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1] : dflt;
+}
+
+async function main(): Promise<void> {
+  await selectBackend('wasm');
+  const steps = Number(arg('steps', '3000'));
+  const every = Number(arg('every', '250'));
+  const lr = Number(arg('lr', '0.003'));
+  const seed = Number(arg('seed', '1'));
+  for (const [name, v] of Object.entries({ steps, every, lr, seed })) if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name}: expected a positive number`);
+  const cfg: MqarConfig = { ...mqar.config('full'), kinds: arg('kinds', 'deltanet,transformer').split(',') as ModelKind[], steps, evalEvery: every, learningRate: lr, seeds: [1] };
+  const res = await mqar.run.call({ ...mqar, config: () => cfg }, { smoke: false, out: '', seed, log: (l) => process.stderr.write(`${l}\n`) });
+  for (const r of res.rows) console.log(JSON.stringify({ ...r, lr, date: new Date().toISOString() }));
+}
+
+main().catch((e: unknown) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});
