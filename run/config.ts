@@ -11,6 +11,7 @@ import { z } from 'zod';
 import type { LanguageModelConfig } from '../plugins/hope';
 import { MAX_BPE_VOCAB } from './bpe';
 import { readTextFile } from '../core/io/read';
+import { PRESET_NAMES } from './constants';
 
 export const OPTIMIZERS = ['adam', 'adamw', 'sgd'] as const;
 export type OptimizerName = (typeof OPTIMIZERS)[number];
@@ -180,8 +181,7 @@ export function loadRunConfig(file: string, opts: { knownClasses?: Iterable<stri
   return validateRunConfig(parseConfigText(text, file), { ...opts, where: file });
 }
 
-export const PRESET_NAMES = ['hope-tiny', 'hope-small', 'hope-attention-small', 'transformer-small', 'titans-small', 'deltanet-small', 'gated-deltanet-small'] as const;
-export type PresetName = (typeof PRESET_NAMES)[number];
+export { PRESET_NAMES, type PresetName } from './constants';
 
 /** presets/ next to this package (source tree or dist). */
 export function presetsDir(): string {

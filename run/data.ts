@@ -9,6 +9,7 @@ import { seededRandom } from '../core';
 import { describeFsError, fileKind, firstInvalidUtf8, readRegularFile } from '../core/io/read';
 import { BpeTokenizer, trainBpe, type BpeJson } from './bpe';
 import type { CorpusName, TokenizerName } from './config';
+import { MAX_DATA_BYTES, MAX_DATA_FILES } from './constants';
 
 /** What the CLI needs from a tokenizer (byte or BPE): ids <-> bytes, and each token's byte length for bits per byte. */
 export interface Tokenizer {
@@ -86,9 +87,7 @@ export function looksBinary(b: Uint8Array): boolean {
   return n > 0 && ctrl / n > 0.01;
 }
 
-/** Limits of a files corpus (checked before reading). */
-export const MAX_DATA_FILES = 100000;
-export const MAX_DATA_BYTES = 256 * 2 ** 20;
+export { MAX_DATA_BYTES, MAX_DATA_FILES } from './constants';
 
 /**
  * Files of a path (a file, or a folder walked in name order, hidden names skipped). Symbolic links are

@@ -207,13 +207,48 @@ export async function saveRun(r: Run, out: string, opts: SaveRunOptions = {}): P
 }
 
 /**
- * Loads DIR/latest.json and its checkpoint into a fresh run. A truncated, damaged or mismatched
- * checkpoint, or a latest.json pointing outside DIR, is refused with the reason (file and field).
+ * Where a checkpoint argument points: a run directory (its latest checkpoint, DIR/latest.json) or one of
+ * its checkpoint folders DIR/ckpt-<step> (the run's config from DIR/latest.json). Anything else is
+ * refused with the accepted forms.
  */
-export async function loadRun(out: string, onProgress?: (e: ProgressEvent) => void): Promise<Run> {
-  const latest = readLatest(out);
+export function resolveCheckpoint(p: string, what = '--checkpoint'): { out: string; dir: string; step: number; latest: Latest & { path: string } } {
+  if (typeof p !== 'string' || p === '') throw new Error(`${what}: the path is empty`);
+  const norm = path.normalize(p).replace(/[\\/]+$/, '') || p;
+  const base = path.basename(norm);
+  const m = CKPT_NAME.exec(base);
+  if (m && !fs.existsSync(path.join(norm, LATEST_FILE))) {
+    const out = path.dirname(norm);
+    const cst = fs.lstatSync(norm, { throwIfNoEntry: false });
+    if (!cst) throw new Error(`${what}: '${p}' does not exist`);
+    if (!cst.isDirectory()) throw new Error(`${what}: '${p}' is not a folder (expected a run directory DIR, or one of its checkpoints DIR/ckpt-<step>)`);
+    if (!fs.existsSync(path.join(out, LATEST_FILE))) {
+      throw new Error(`${what}: '${p}' is a checkpoint folder but its run directory '${out}' has no ${LATEST_FILE} (the run's config); give DIR or DIR/ckpt-<step> of a train --out directory DIR`);
+    }
+    return { out, dir: base, step: Number(m[1]), latest: readLatest(out, what) };
+  }
+  const st = fs.statSync(norm, { throwIfNoEntry: false });
+  if (st?.isDirectory() && !fs.existsSync(path.join(norm, LATEST_FILE)) && fs.existsSync(path.join(norm, 'checkpoint.json'))) {
+    throw new Error(`${what}: '${p}' holds a checkpoint but is not named ckpt-<step> inside a run directory; give the run directory DIR (train --out) or DIR/ckpt-<step>`);
+  }
+  try {
+    const latest = readLatest(norm, what);
+    return { out: norm, dir: latest.dir, step: latest.step, latest };
+  } catch (e) {
+    if (st?.isDirectory() && !fs.existsSync(path.join(norm, LATEST_FILE))) throw new Error(`${(e as Error).message}; give a run directory DIR (train --out) or one of its checkpoints DIR/ckpt-<step>`);
+    throw e;
+  }
+}
+
+/**
+ * Loads a checkpoint into a fresh run: `p` is a run directory (DIR/latest.json and the checkpoint it
+ * names) or DIR/ckpt-<step> (that checkpoint, with the run's config from DIR/latest.json). A truncated,
+ * damaged or mismatched checkpoint, or a latest.json pointing outside DIR, is refused with the reason
+ * (file and field).
+ */
+export async function loadRun(p: string, onProgress?: (e: ProgressEvent) => void, what = '--checkpoint'): Promise<Run> {
+  const { out, dir, step, latest } = resolveCheckpoint(p, what);
   const r = createRun(latest.config, onProgress, `${latest.path} config`);
-  const cdir = path.join(out, latest.dir);
+  const cdir = path.join(out, dir);
   try {
     if (r.config.data.tokenizer === 'bpe') {
       const tp = path.join(cdir, TOKENIZER_FILE);
@@ -225,12 +260,23 @@ export async function loadRun(out: string, onProgress?: (e: ProgressEvent) => vo
     await loadTrainerCheckpoint(r.trainer, cdir);
   } catch (e) {
     disposeRun(r);
-    throw new Error(`--checkpoint: cannot load '${cdir}' into the model of ${latest.path}: ${(e as Error).message}`);
+    throw new Error(`${what}: cannot load '${cdir}' into the model of ${latest.path}: ${(e as Error).message}`);
   }
-  r.step = latest.step;
+  r.step = step;
   r.loaded = true;
   if (latest.runId) r.runId = latest.runId;
   return r;
+}
+
+/**
+ * Validation batches (of the run's batchSize x seqLength) that cover the whole validation split:
+ * floor(windows / batchSize) batches of non-overlapping seqLength windows spread evenly over it (at
+ * least 1). What is left out: fewer than batchSize + 1 windows' worth of tokens.
+ */
+export function validationBatchCount(r: Run, ds: Dataset): number {
+  const t = r.config.training;
+  const windows = Math.floor((ds.validation.length - 1) / t.seqLength);
+  return Math.max(1, Math.floor(windows / t.batchSize));
 }
 
 /**
@@ -349,6 +395,77 @@ export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ 
   return { rows, stopped, checkpoint };
 }
 
+/** Files and folders `nl train` writes in a run directory (what --force moves aside). */
+export function isRunFile(name: string): boolean {
+  return name === LATEST_FILE || name === 'metrics.jsonl' || name === 'learning-curve.svg' || name === 'learning-curve.png' || CKPT_NAME.test(name) || /^\..+\.\d+-[0-9a-f]{12}\.(tmp|bak)$/.test(name);
+}
+
+/** The entries of `out` (sorted; [] when it does not exist). An error names --out when it is not a readable folder. */
+export function outEntries(out: string): string[] {
+  if (typeof out !== 'string' || out === '') throw new Error('--out: the path is empty');
+  const st = fs.statSync(out, { throwIfNoEntry: false });
+  if (!st) return [];
+  if (!st.isDirectory()) throw new Error(`--out: '${out}' is not a folder`);
+  try {
+    return fs.readdirSync(out).sort();
+  } catch (e) {
+    throw new Error(`--out: cannot read '${out}': ${describeFsError(e)}`);
+  }
+}
+
+/**
+ * A fresh run must not mix with what is in --out (metrics appended, latest.json repointed, checkpoints
+ * pruned): refuses a non-empty `out` unless `force`. Nothing is changed here (see moveRunAside).
+ */
+export function checkFreshOut(out: string, force: boolean): void {
+  const names = outEntries(out);
+  if (names.length === 0 || force) return;
+  const shown = names.slice(0, 4).join(', ') + (names.length > 4 ? `, ... (${names.length} entries)` : '');
+  throw new Error(
+    `--out: '${out}' is not empty (${shown}); continue the run there with --resume, or start a fresh run there with --force ` +
+      `(moves the files of the previous run into '${path.join(out, 'replaced-<date>')}', deletes nothing), or give another --out`,
+  );
+}
+
+/**
+ * --force: moves the files a previous `nl train` wrote in `out` (latest.json, metrics.jsonl, the learning
+ * curve, ckpt-<step> folders, temp files of a killed save) into a new folder `out/replaced-<date>/`, one
+ * rename each; deletes nothing and leaves every other entry where it is. Returns where they went (null
+ * when there was nothing to move) and what was left in place.
+ */
+export function moveRunAside(out: string, now = new Date()): { dir: string | null; moved: string[]; kept: string[] } {
+  const names = outEntries(out);
+  const moved = names.filter(isRunFile);
+  const kept = names.filter((n) => !isRunFile(n));
+  if (moved.length === 0) return { dir: null, moved, kept };
+  const stamp = now.toISOString().replace(/\.\d+Z$/, '').replace(/:/g, '-');
+  let dir = path.join(out, `replaced-${stamp}`);
+  for (let i = 2; fs.existsSync(dir); i++) dir = path.join(out, `replaced-${stamp}-${i}`);
+  fs.mkdirSync(dir);
+  for (const n of moved) fs.renameSync(path.join(out, n), path.join(dir, n));
+  return { dir, moved, kept };
+}
+
+/** Field paths where two JSON values differ ('model.dModel', 'training.batchSize', ...), at most `max`. */
+export function configDifferences(a: unknown, b: unknown, max = 8, at = ''): string[] {
+  const out: string[] = [];
+  const walk = (x: unknown, y: unknown, p: string): void => {
+    if (out.length >= max) return;
+    if (x !== null && y !== null && typeof x === 'object' && typeof y === 'object' && Array.isArray(x) === Array.isArray(y)) {
+      if (Array.isArray(x) && Array.isArray(y) && x.length !== y.length) {
+        out.push(p || '(root)');
+        return;
+      }
+      const keys = [...new Set([...Object.keys(x as object), ...Object.keys(y as object)])].sort();
+      for (const k of keys) walk((x as Record<string, unknown>)[k], (y as Record<string, unknown>)[k], Array.isArray(x) ? `${p}[${k}]` : p ? `${p}.${k}` : k);
+      return;
+    }
+    if (JSON.stringify(x) !== JSON.stringify(y)) out.push(p || '(root)');
+  };
+  walk(a, b, at);
+  return out;
+}
+
 /** Creates the run directory; an error names --out (a file in the way, a read-only or missing parent). */
 function prepareOut(out: string): void {
   if (typeof out !== 'string' || out === '') throw new Error('--out: the path is empty');
@@ -425,20 +542,22 @@ export async function svgToPng(svgPath: string, pngPath: string): Promise<string
  * Test-time learning on new text: bpb of each piece from a fresh memory ("before"), then the text is
  * read as one context with in-context updates (memorize), then bpb of the same pieces from the
  * memorized state ("after"). No outer step. The bytes are tokenized with the run's tokenizer; pieces
- * are seqLength tokens; bpb is per byte of the scored targets.
+ * are seqLength tokens (the tokens after the last whole piece are not used); a text shorter than
+ * seqLength + 1 tokens (a short fact) is one piece of all its tokens. bpb is per byte of the scored targets.
  */
 export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { before: number; after: number; tokens: number; bytes: number; pieces: number } {
   const tok = runTokenizer(r);
   const ids = tok.encodeBytes(bytes);
-  const n = Math.floor((ids.length - 1) / seqLength);
-  if (n < 1) throw new Error(`--data: too short for memorize: ${bytes.length} bytes = ${ids.length} tokens, need at least seqLength + 1 = ${seqLength + 1} tokens`);
+  if (ids.length < 2) throw new Error(`--data: too short for memorize: ${bytes.length} byte${bytes.length === 1 ? '' : 's'} = ${ids.length} token${ids.length === 1 ? '' : 's'}; need at least 2 tokens (one to read, one to predict)`);
+  const n = Math.max(1, Math.floor((ids.length - 1) / seqLength));
+  const len = Math.min(seqLength, ids.length - 1); // tokens per piece
   let scored = 0; // bytes of the target tokens of the n pieces
-  for (let j = 1; j <= n * seqLength; j++) scored += tok.byteLengths[ids[j]];
-  const bytesPerToken = scored / (n * seqLength);
+  for (let j = 1; j <= n * len; j++) scored += tok.byteLengths[ids[j]];
+  const bytesPerToken = scored / (n * len);
   const piece = (i: number): { x: tf.Tensor2D; y: tf.Tensor2D } => {
-    const x = Int32Array.from(ids.subarray(i * seqLength, (i + 1) * seqLength));
-    const y = Int32Array.from(ids.subarray(i * seqLength + 1, (i + 1) * seqLength + 1));
-    return { x: tf.tensor2d(x, [1, seqLength], 'int32'), y: tf.tensor2d(y, [1, seqLength], 'int32') };
+    const x = Int32Array.from(ids.subarray(i * len, (i + 1) * len));
+    const y = Int32Array.from(ids.subarray(i * len + 1, (i + 1) * len + 1));
+    return { x: tf.tensor2d(x, [1, len], 'int32'), y: tf.tensor2d(y, [1, len], 'int32') };
   };
   const ce = (logits: tf.Tensor, y: tf.Tensor): number => tf.tidy(() => tokenCrossEntropy(logits, y).mean().dataSync()[0]);
   let before = 0;
@@ -462,7 +581,7 @@ export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { be
     tf.dispose([lg, x, y]);
   }
   r.trainer.resetMemory();
-  return { before: bitsPerByte(before / n, bytesPerToken), after: bitsPerByte(after / n, bytesPerToken), tokens: n * seqLength, bytes: scored, pieces: n };
+  return { before: bitsPerByte(before / n, bytesPerToken), after: bitsPerByte(after / n, bytesPerToken), tokens: n * len, bytes: scored, pieces: n };
 }
 
 /**
