@@ -11,6 +11,8 @@
  *   UnsortedSegmentSum         missing kernel (tf.gather and Embedding gradients)
  *   Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter, DepthwiseConv2dNativeBackpropInput
  *                              missing conv gradients (conv1d/conv2d/depthwise layers train)
+ *   NlSmtStableStep            fused single-token step of the 'stable' self-modifying Titans (smt-step/;
+ *                              core/ops/fused-step.ts; off with NL_SMT_FUSED=off or setSmtStepEnabled(false))
  * cpu:
  *   UnsortedSegmentSum         O(n) instead of one mask tensor per segment (same values)
  * Other backends: nothing registered.
@@ -31,6 +33,8 @@ import {
 import { makeSharedCast, makeSharedIdentity } from './share';
 import { makeBlockGather } from './gather';
 import { asWasmBackend } from './wasm-internals';
+import { SMT_STABLE_STEP } from '../../ops/fused-step';
+import { smtStableStepWasm, smtStepLoads, smtStepSwitch } from './smt-step/kernel';
 
 const REPLACED: unique symbol = Symbol.for('nested-learning/project-kernel/replaced');
 
@@ -105,6 +109,16 @@ const WASM_KERNELS: readonly KernelSpec[] = [
       backendName: 'wasm',
       kernelFunc: depthwiseConv2dNativeBackpropInputWasm as tf.KernelFunc,
     }),
+  },
+  {
+    // Added only when enabled and smt-step.wasm loads into this backend: library code picks the fused path
+    // by the kernel's presence (core/ops/fused-step.ts fusedKernelUsable).
+    kernelName: SMT_STABLE_STEP,
+    build: () => {
+      const instance = tf.findBackend('wasm');
+      if (!smtStepSwitch.enabled || instance == null || !smtStepLoads(instance)) return null;
+      return { kernelName: SMT_STABLE_STEP, backendName: 'wasm', kernelFunc: smtStableStepWasm as unknown as tf.KernelFunc };
+    },
   },
 ];
 
@@ -183,4 +197,18 @@ export function unregisterProjectKernels(backend = 'wasm'): string[] {
 /** True when the project kernel `kernelName` is the one registered for `backend`. */
 export function isProjectKernelRegistered(kernelName: string, backend = 'wasm'): boolean {
   return isProjectKernel(tf.getKernel(kernelName, backend));
+}
+
+/**
+ * Escape hatch of the fused self-modifying-Titans step (NL_SMT_FUSED=off sets it at start-up): false
+ * unregisters `NlSmtStableStep` from wasm, so the plugin runs its op path; true registers it again when the
+ * project kernels are in place. Returns the previous setting.
+ */
+export function setSmtStepEnabled(enabled: boolean): boolean {
+  const previous = smtStepSwitch.enabled;
+  smtStepSwitch.enabled = enabled;
+  const current = tf.getKernel(SMT_STABLE_STEP, 'wasm');
+  if (!enabled && isProjectKernel(current)) tf.unregisterKernel(SMT_STABLE_STEP, 'wasm');
+  if (enabled && current == null && isProjectKernel(tf.getKernel('BatchMatMul', 'wasm'))) registerProjectKernels('wasm');
+  return previous;
 }

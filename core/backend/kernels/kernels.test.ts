@@ -22,6 +22,7 @@ const ALL_KERNELS = [
   'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput',
+  ...(process.env.NL_SMT_FUSED === 'off' ? [] : ['NlSmtStableStep']), // smt-step/ (escape hatch: NL_SMT_FUSED=off)
 ];
 
 /** Deterministic values in [-1, 1) (mulberry32), so both backends see identical inputs. */

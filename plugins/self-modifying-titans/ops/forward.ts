@@ -26,6 +26,7 @@ import { innerGradientsFromRead, l2Normalize, readKeysAndTargets, readMemory, re
 import { checkpoint } from '../../../core/ops/checkpoint';
 import { sliceView } from './layout';
 import { stableForward } from './stable';
+import { fusedStepApplies, stableStepFused } from './fused-step';
 import {
   chunkedSegment,
   chunkedSharedEnd,
@@ -231,6 +232,8 @@ export function selfModifyingTitansForward(
     if (o.normalize !== 'l2') throw new Error(`${o.layerName}: parameterization 'stable' needs normalize: 'l2'`);
     const [, , dm] = x.shape;
     if (o.numHeads * o.headDim !== dm) throw new Error(`selfModifyingTitansForward: numHeads * headDim = ${o.numHeads * o.headDim} must equal the input width ${dm}`);
+    // one token with a fused kernel registered for this backend (wasm: core/backend/kernels/smt-step), no tape: ops/fused-step.ts
+    if (fusedStepApplies(o, w, x)) return tf.tidy(() => stableStepFused(o, w, x, state ?? initialSmtState(o, w, x.shape[0]), memoryNames(o)) as unknown as tf.TensorContainer) as unknown as { y: tf.Tensor3D; state: SmtState };
     return stableForward(o, w, x, state, { memoryNames, initialState: initialSmtState, segmentLengths, splitLens, concatLens, sentinel, packState });
   }
   return tf.tidy(() => {
