@@ -1,20 +1,37 @@
 #!/usr/bin/env node
 /**
- * `nl`: train, evaluate, generate, memorize (test-time learning) and check the setup, from a preset or
- * a JSON/YAML config (cli/config.ts). Backend: --backend or NL_BACKEND (wasm default).
+ * `nlearn` (also `nested-learning`; from a source checkout `npm run nl -- <command>`): train, evaluate,
+ * generate, memorize (test-time learning) and check the setup, from a preset or a JSON/YAML config
+ * (run/config.ts). Backend: --backend or NL_BACKEND (wasm default).
+ *
+ * Start-up: only commander and Node built-ins load with the program; tfjs, the run library and the
+ * experiments load inside the action of the command that needs them, so `--help` and `--version` are fast.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { SingleBar } from 'cli-progress';
-import { selectBackend } from '../core/backend';
-import { PRESET_NAMES, loadPreset, loadRunConfig, type RunConfig } from '../run/config';
-import { MAX_DATA_BYTES, loadCorpusBytes, type CorpusSpec, type Tokenizer } from '../run/data';
-import { createRun, datasetFor, disposeRun, evaluate, loadRun, memorizeText, nlRuntime, runTokenizer, train, type Run } from '../run/run';
-import { defaultWorkers, startRunWorkers } from '../run/parallel';
-import { schemaText } from './schema';
+import { MAX_DATA_BYTES, PRESET_NAMES } from '../run/constants';
+import type { RunConfig } from '../run/config';
+import type { CorpusSpec, Tokenizer } from '../run/data';
+import type { Run } from '../run/run';
 import { registerExp } from './exp';
+
+/** Loaded on first use (not at start-up). */
+const lazy = {
+  tf: (): typeof import('@tensorflow/tfjs') => require('@tensorflow/tfjs') as typeof import('@tensorflow/tfjs'),
+  run: (): typeof import('../run/run') => require('../run/run') as typeof import('../run/run'),
+  config: (): typeof import('../run/config') => require('../run/config') as typeof import('../run/config'),
+  data: (): typeof import('../run/data') => require('../run/data') as typeof import('../run/data'),
+  parallel: (): typeof import('../run/parallel') => require('../run/parallel') as typeof import('../run/parallel'),
+  backend: (): typeof import('../core/backend') => require('../core/backend') as typeof import('../core/backend'),
+};
+
+/** The package version (package.json next to cli/ in the source tree, two levels up from dist/cli/). */
+export function packageVersion(): string {
+  const file = [path.join(__dirname, '..', 'package.json'), path.join(__dirname, '..', '..', 'package.json')].find((f) => fs.existsSync(f));
+  if (!file) throw new Error(`package.json not found next to ${__dirname}`);
+  return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version: string }).version;
+}
 
 const intArg = (name: string, max = 1e9) => (v: string): number => {
   const n = v.trim() === '' ? NaN : Number(v);
@@ -43,12 +60,13 @@ function dataSpec(data: string | undefined): CorpusSpec | undefined {
 }
 
 async function backend(opts: { backend?: string }, quiet = false): Promise<void> {
-  const info = await selectBackend(opts.backend ?? process.env.NL_BACKEND ?? 'wasm');
+  const info = await lazy.backend().selectBackend(opts.backend ?? process.env.NL_BACKEND ?? 'wasm');
   if (!quiet) console.error(`backend: ${info.active} (${info.reason})`);
 }
 
 function loadConfig(opts: { preset?: string; config?: string }): RunConfig {
-  const known = nlRuntime().layers().keys();
+  const { loadPreset, loadRunConfig } = lazy.config();
+  const known = lazy.run().nlRuntime().layers().keys();
   if (opts.config !== undefined) return loadRunConfig(opts.config, { knownClasses: known });
   return loadPreset(opts.preset ?? 'hope-tiny', { knownClasses: known });
 }
@@ -79,7 +97,10 @@ export function cliErrorLine(e: unknown): string {
 export const CLI_NAME = 'nlearn';
 
 export function program(): Command {
-  const cmd = new Command(CLI_NAME).description('Nested Learning / HOPE on TensorFlow.js').option('--backend <name>', 'wasm | cpu | tensorflow (default: NL_BACKEND or wasm)');
+  const cmd = new Command(CLI_NAME)
+    .description('Nested Learning / HOPE on TensorFlow.js')
+    .version(packageVersion(), '-V, --version', 'print the nested-learning version')
+    .option('--backend <name>', 'wasm | cpu | tensorflow (default: NL_BACKEND or wasm)');
   const be = (): { backend?: string } => cmd.opts();
 
   cmd
@@ -89,37 +110,68 @@ export function program(): Command {
     .option('--config <file>', 'JSON or YAML run config')
     .option('--data <src>', "moby-dick | sotu | comma-separated text files/folders (overrides the config's data)")
     .option('--steps <n>', 'total training steps (overrides training.steps)', intArg('--steps', 1e9))
-    .option('--out <dir>', 'output directory', 'runs/latest')
-    .option('--resume', 'continue from the checkpoint in --out')
+    .option('--out <dir>', 'run directory (must be empty or new, unless --resume or --force)', 'runs/latest')
+    .option('--resume', "continue the run in --out from its latest checkpoint, with the checkpoint's config")
+    .option('--force', 'start a fresh run in a non-empty --out: the files of the run there are first moved into --out/replaced-<date>/ (nothing is deleted)')
     .option('--no-plot', 'skip the learning curve (SVG and PNG)')
     .option('--sample <n>', 'tokens to generate at the end (bytes with the byte tokenizer)', intArg('--sample', 1e6))
     .option('--workers <n>', 'data-parallel workers, this thread included, each a backend instance training a slice of the batch (default: NL_WORKERS, else all cores; 1 = none)', intArg('--workers'))
     .action(async (o) => {
+      if (o.resume && o.force) throw new Error('give --resume (continue the run in --out) or --force (start a fresh run there), not both');
+      if (o.preset && o.config) throw new Error('give --preset or --config, not both');
+      const R = lazy.run();
+      if (!o.resume) R.checkFreshOut(o.out, !!o.force); // before the backend starts or a weight exists
       await backend(be());
+      const tf = lazy.tf();
       let r: Run;
       if (o.resume) {
-        r = await loadRun(o.out);
-        console.error(`resumed ${o.out} at step ${r.step}`);
+        r = await R.loadRun(o.out, undefined, '--out');
+        const steps = o.steps ?? r.config.training.steps;
+        console.error(`resumed ${o.out} at step ${r.step} with the config in its checkpoint (${path.join(o.out, R.LATEST_FILE)})`);
+        if (o.preset || o.config) {
+          const flag = o.config ? `--config ${o.config}` : `--preset ${o.preset}`;
+          let diff: string[];
+          try {
+            diff = R.configDifferences(r.config, loadConfig(o));
+          } catch (e) {
+            R.disposeRun(r);
+            throw e;
+          }
+          if (diff.length) console.error(`warning: ${flag} is ignored with --resume: the run continues with its checkpoint's config, which differs in ${diff.join(', ')} (to train that config, start a fresh run: another --out, or --force)`);
+          else console.error(`${flag}: the same config as the checkpoint's`);
+        }
+        if (r.step >= steps) {
+          const ckpt = path.join(o.out, `ckpt-${r.step}`);
+          console.log(r.step === steps ? `nothing to do: run already at step ${r.step} of ${steps} (${ckpt}); give --steps N > ${steps} to train further` : `nothing to do: run already at step ${r.step}, past --steps ${steps} (${ckpt})`);
+          R.disposeRun(r);
+          return;
+        }
       } else {
-        if (o.preset && o.config) throw new Error('give --preset or --config, not both');
-        r = createRun(loadConfig(o));
+        r = R.createRun(loadConfig(o));
       }
+      const { defaultWorkers, startRunWorkers } = lazy.parallel();
       const workers = Math.min(o.workers ?? defaultWorkers(tf.getBackend()), r.config.training.batchSize);
       const pool = workers > 1 ? startRunWorkers(r, workers, tf.getBackend()) : null; // the worker threads start while the data loads
-      let ds: ReturnType<typeof datasetFor>;
+      let ds: ReturnType<typeof R.datasetFor>;
       try {
-        ds = datasetFor(r, dataSpec(o.data));
+        ds = R.datasetFor(r, dataSpec(o.data));
       } catch (e) {
         await pool?.then((p) => p.close(), () => {});
-        disposeRun(r); // nothing of a refused run stays allocated
+        R.disposeRun(r); // nothing of a refused run stays allocated
         throw e;
       }
       const dp = pool ? await pool : null;
+      if (o.force) {
+        const m = R.moveRunAside(o.out);
+        if (m.dir) console.error(`--force: moved the previous run's ${m.moved.length} entr${m.moved.length === 1 ? 'y' : 'ies'} (${m.moved.join(', ')}) into ${m.dir}`);
+        if (m.kept.length) console.error(`--force: left in ${o.out}: ${m.kept.join(', ')} (not written by ${CLI_NAME} train)`);
+      }
       if (dp) console.error(`data parallel: ${workers} workers (this thread + ${workers - 1} worker thread${workers > 2 ? 's' : ''}), each batch split by sequence`);
       const steps = o.steps ?? r.config.training.steps;
       const tpb = r.config.training.batchSize * r.config.training.seqLength;
       const tokInfo = ds.tokenizer.kind === 'byte' ? '' : ` = ${ds.train.length} / ${ds.validation.length} ${ds.tokenizer.kind} tokens (${(ds.trainBytes / ds.train.length).toFixed(2)} bytes/token)`;
       console.error(`${r.config.name ?? 'model'}: ${r.lm.countParams()} parameters; data ${ds.source}: ${ds.trainBytes} train / ${ds.validationBytes} validation bytes${tokInfo}`);
+      const { SingleBar } = require('cli-progress') as typeof import('cli-progress');
       const bar = new SingleBar({
         format: 'step {value}/{total} | {tps} tok/s | loss {loss} ({bpb} bpb) | val {val} bpb | CMS updates {cms} | ETA {eta_s2}',
         hideCursor: true,
@@ -136,7 +188,7 @@ export function program(): Command {
       let val = '-';
       let cmsTotal = 0;
       try {
-        const res = await train(r, ds, {
+        const res = await R.train(r, ds, {
           steps,
           out: o.out,
           plot: o.plot,
@@ -156,7 +208,7 @@ export function program(): Command {
         const last = res.rows[res.rows.length - 1];
         console.log(JSON.stringify({ step: r.step, loss: last?.loss, valBpb: [...res.rows].reverse().find((x) => x.valBpb !== undefined)?.valBpb, tokensPerSecond: Math.round(tpsAvg), checkpoint: res.checkpoint, stopped: res.stopped }));
         if (o.sample && !res.stopped) {
-          const tok = runTokenizer(r);
+          const tok = R.runTokenizer(r);
           const w = tokenWriter(tok);
           process.stdout.write('--- sample ---\nCall me ');
           await r.lm.generate(Array.from(tok.encode('Call me ')), { tokens: o.sample, temperature: 0.8, topK: 40, onToken: w.onToken });
@@ -168,32 +220,39 @@ export function program(): Command {
         process.off('SIGTERM', onSigint);
         await dp?.close();
         bar.stop();
-        disposeRun(r);
+        R.disposeRun(r);
       }
     });
 
   cmd
     .command('eval')
-    .description('validation bits per byte and perplexity of a checkpoint')
-    .requiredOption('--checkpoint <dir>', 'a train --out directory')
+    .description('validation bits per byte and perplexity of a checkpoint, on the whole validation split by default')
+    .requiredOption('--checkpoint <dir>', 'a train --out directory DIR (its latest checkpoint) or DIR/ckpt-<step>')
     .option('--data <src>', 'moby-dick | sotu | text files/folders (default: the run config data)')
-    .option('--batches <n>', 'validation batches', intArg('--batches', 100000))
+    .option('--batches <n>', 'score only n validation batches, spread over the split (default: all of it)', intArg('--batches', 100000))
     .action(async (o) => {
       await backend(be());
-      const r = await loadRun(o.checkpoint);
+      const R = lazy.run();
+      const r = await R.loadRun(o.checkpoint);
       try {
-        const ds = datasetFor(r, dataSpec(o.data));
-        const e = evaluate(r, ds, o.batches ?? r.config.training.evalBatches);
-        console.log(JSON.stringify({ step: r.step, bpb: e.bpb, perplexity: e.perplexity, tokens: e.tokens, bytes: e.bytes }));
+        const ds = R.datasetFor(r, dataSpec(o.data));
+        const all = R.validationBatchCount(r, ds);
+        const batches = Math.min(o.batches ?? all, all);
+        const t = r.config.training;
+        console.error(`scoring ${batches} of ${all} validation batches (${t.batchSize} x ${t.seqLength} tokens each) of ${ds.source} ...`);
+        const e = R.evaluate(r, ds, batches);
+        const share = e.bytes / ds.validationBytes;
+        console.error(`scored ${e.bytes} of ${ds.validationBytes} validation bytes (${(100 * share).toFixed(1)}%), ${e.tokens} tokens`);
+        console.log(JSON.stringify({ step: r.step, bpb: e.bpb, perplexity: e.perplexity, tokens: e.tokens, bytes: e.bytes, validationBytes: ds.validationBytes, batches }));
       } finally {
-        disposeRun(r);
+        R.disposeRun(r);
       }
     });
 
   cmd
     .command('generate')
     .description('stream text from a checkpoint (recurrent states carried: O(1) per token for recurrent blocks)')
-    .requiredOption('--checkpoint <dir>', 'a train --out directory')
+    .requiredOption('--checkpoint <dir>', 'a train --out directory DIR (its latest checkpoint) or DIR/ckpt-<step>')
     .option('--prompt <text>', 'prompt', 'Call me ')
     .option('--tokens <n>', 'tokens to generate (bytes with the byte tokenizer)', intArg('--tokens', 1e6), 200)
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', numArg('--temperature', 100), 0.8)
@@ -202,10 +261,11 @@ export function program(): Command {
     .action(async (o) => {
       await backend(be());
       if (o.prompt === '') throw new Error('--prompt: must not be empty (generation continues a prompt of at least one token)');
-      const r = await loadRun(o.checkpoint);
+      const R = lazy.run();
+      const r = await R.loadRun(o.checkpoint);
       try {
         if (o.topK > r.config.model.vocabSize) throw new Error(`--top-k: ${o.topK} is more than the vocabulary (${r.config.model.vocabSize} tokens)`);
-        const tok = runTokenizer(r);
+        const tok = R.runTokenizer(r);
         const w = tokenWriter(tok);
         process.stdout.write(o.prompt);
         const t0 = Date.now();
@@ -220,25 +280,30 @@ export function program(): Command {
         process.stdout.write('\n');
         console.error(`${o.tokens} tokens in ${((Date.now() - t0) / 1000).toFixed(2)} s`);
       } finally {
-        disposeRun(r);
+        R.disposeRun(r);
       }
     });
 
   cmd
     .command('memorize')
-    .description('test-time learning on new text: bpb before and after reading it (in-context updates, no outer step)')
-    .requiredOption('--checkpoint <dir>', 'a train --out directory')
-    .requiredOption('--data <src>', 'text file(s)/folder, or moby-dick / sotu')
+    .description('test-time learning on new text: bpb before and after reading it (in-context updates, no outer step); any text of 2+ tokens, e.g. one short fact')
+    .requiredOption('--checkpoint <dir>', 'a train --out directory DIR (its latest checkpoint) or DIR/ckpt-<step>')
+    .option('--data <src>', 'text file(s)/folder, or moby-dick / sotu')
+    .option('--text <text>', 'the text itself (instead of --data), e.g. --text "The capital of Freedonia is Fredville."')
     .option('--max-bytes <n>', 'use the first n bytes', intArg('--max-bytes', MAX_DATA_BYTES), 2048)
     .action(async (o) => {
+      if ((o.data === undefined) === (o.text === undefined)) throw new Error('memorize: give the text with --data <file> or --text "<text>" (one of them)');
+      if (o.text === '') throw new Error('--text: must not be empty');
       await backend(be());
-      const r = await loadRun(o.checkpoint);
+      const R = lazy.run();
+      const r = await R.loadRun(o.checkpoint);
       try {
-        const bytes = loadCorpusBytes({ encoding: r.config.data.encoding, ...dataSpec(o.data)! }).bytes.subarray(0, o.maxBytes + 1);
-        const m = memorizeText(r, bytes, r.config.training.seqLength);
+        const all = o.text !== undefined ? new Uint8Array(Buffer.from(o.text, 'utf8')) : lazy.data().loadCorpusBytes({ encoding: r.config.data.encoding, ...dataSpec(o.data)! }).bytes;
+        const bytes = all.subarray(0, o.maxBytes + 1);
+        const m = R.memorizeText(r, bytes, r.config.training.seqLength);
         console.log(JSON.stringify({ bpbBefore: m.before, bpbAfter: m.after, tokens: m.tokens, bytes: m.bytes, pieces: m.pieces }));
       } finally {
-        disposeRun(r);
+        R.disposeRun(r);
       }
     });
 
@@ -246,17 +311,17 @@ export function program(): Command {
     .command('doctor')
     .description('backend, versions, kernels, registered classes, and a 1-second training sanity run')
     .action(async () => {
-      const info = await selectBackend(be().backend ?? process.env.NL_BACKEND ?? 'wasm');
-      const pkgFile = [path.join(__dirname, '..', 'package.json'), path.join(__dirname, '..', '..', 'package.json')].find((f) => fs.existsSync(f))!; // source or dist
-      const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8')) as { version: string };
-      console.log(`nested-learning ${pkg.version}, @tensorflow/tfjs ${tf.version.tfjs}, node ${process.version}`);
+      const info = await lazy.backend().selectBackend(be().backend ?? process.env.NL_BACKEND ?? 'wasm');
+      const tf = lazy.tf();
+      const R = lazy.run();
+      console.log(`nested-learning ${packageVersion()}, @tensorflow/tfjs ${tf.version.tfjs}, node ${process.version}`);
       console.log(`backend: ${info.active} (${info.reason})`);
       console.log(`project kernels: ${info.kernels.join(', ') || 'none'}`);
-      const rt = nlRuntime();
+      const rt = R.nlRuntime();
       console.log(`plugins: ${rt.plugins().map((p) => `${p.name}@${p.version}`).join(', ')}`);
       console.log(`layers: ${[...rt.layers().keys()].join(', ')}`);
-      const cfg = loadPreset('hope-tiny');
-      const r = createRun({ ...cfg, training: { ...cfg.training, batchSize: 1, seqLength: 16 } });
+      const cfg = lazy.config().loadPreset('hope-tiny');
+      const r = R.createRun({ ...cfg, training: { ...cfg.training, batchSize: 1, seqLength: 16 } });
       try {
         const t0 = Date.now();
         let steps = 0;
@@ -272,13 +337,13 @@ export function program(): Command {
         console.log(`sanity: hope-tiny ${steps} training steps of 16 bytes in ${((Date.now() - t0) / 1000).toFixed(2)} s, loss ${loss.toFixed(4)}: ${ok ? 'OK' : 'FAILED'}`);
         if (!ok) process.exitCode = 1;
       } finally {
-        disposeRun(r);
+        R.disposeRun(r);
       }
     });
 
   cmd
     .command('bench')
-    .description('run benchmark suites from bench/ (source checkout only; same as npm run bench -- <suite>), e.g. nl bench lm --T=128')
+    .description(`run benchmark suites from bench/ (source checkout only; same as npm run bench -- <suite>), e.g. ${CLI_NAME} bench lm --T=128`)
     .argument('<suites...>', 'suite names (bench/<suite>.ts); an unknown name lists the suites')
     .allowUnknownOption()
     .action(async (suites: string[], _o: unknown, c: Command) => {
@@ -292,7 +357,7 @@ export function program(): Command {
     .command('schema')
     .description('print the JSON Schema of run configs (presets/schema.json)')
     .action(() => {
-      process.stdout.write(schemaText());
+      process.stdout.write((require('./schema') as typeof import('./schema')).schemaText());
     });
 
   registerExp(cmd);
