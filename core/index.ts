@@ -16,3 +16,5 @@ export * from './validate';
 export * from './random';
 export * from './nested-model';
 export * from './catalog';
+export * from './serialization';
+export { crc32 } from './crc32';

@@ -6,6 +6,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { ContainerModule } from 'inversify';
 import type { InnerLoss } from './inner-loss';
 import type { GradientTransformFactory } from './transforms/transform';
+import { registerSerializable } from './serialization';
 
 /** A tfjs-layers Layer subclass with its registered class name (must start with 'Nl'). */
 export type LayerClass = (new (config: any) => tf.layers.Layer) & { className: string };
@@ -42,7 +43,9 @@ const SEMVER_RE = /^\d+\.\d+\.\d+(-[0-9A-Za-z.-]+)?$/;
 export const CLASS_PREFIX = 'Nl';
 
 /**
- * Checks a manifest's own shape (names, versions, class names) and freezes it. Cross-plugin checks
+ * Checks a manifest's own shape (names, versions, class names), registers its layer and optimizer
+ * classes with tfjs serialisation (so importing a plugin is enough for tf.loadLayersModel; idempotent,
+ * and a name already held by a different class is left alone) and freezes it. Cross-plugin checks
  * (unique names, `requires`, duplicate class names) happen in the registry.
  */
 export function definePlugin<M extends PluginManifest>(manifest: M): Readonly<M> {
@@ -77,5 +80,8 @@ export function definePlugin<M extends PluginManifest>(manifest: M): Readonly<M>
     if (lossNames.has(l.name)) throw new Error(`${where}: innerLosses[${i}] duplicate name '${l.name}'`);
     lossNames.add(l.name);
   });
+  // tfjs convention: importing the module that defines a class registers it (tf.serialization.registerClass).
+  // A clash is not thrown here (a module import should not fail); createRuntime refuses it with both owners.
+  for (const cls of [...(manifest.layers ?? []), ...(manifest.optimizers ?? [])]) registerSerializable(cls, manifest.name);
   return Object.freeze({ ...manifest });
 }

@@ -24,8 +24,6 @@ export const NODE_ONLY: readonly RegExp[] = [
   /^core\/testing\//, // nested-learning/core/testing: the test kit and mocha root hooks
   /^plugins\/scheduler\/node\.ts$/, // the scheduler's Node door (worker_threads transport)
   /^plugins\/scheduler\/parallel\/node(-worker)?\.ts$/,
-  /^plugins\/scheduler\/checkpoint\.ts$/, // trainer checkpoints on disk (node:path)
-  /^registry\/runtime\.ts$/, // loadLayersModel(path) reads model.json
 ];
 
 /** Bare packages the library may import (besides node: built-ins in NODE_ONLY files). */

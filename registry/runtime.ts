@@ -24,9 +24,9 @@ import {
   type PluginCatalog,
   type PluginManifest,
   type Token,
+  registerSerializable,
 } from '../core';
 import { createTransform, type GradientTransform } from '../core/transforms';
-import { registerFileSystemRouter } from '../core/io';
 import { NlTransformOptimizer } from '../core/transforms/optimizer';
 import { checkLayerConfigKeys } from '../core/validate';
 
@@ -61,7 +61,7 @@ export interface Runtime {
   /** Gradient transform by registered name. */
   transform(name: string, config?: Record<string, unknown>): GradientTransform;
   /** tf.loadLayersModel with a check that every class in model.json is provided by a loaded plugin. */
-  loadLayersModel(path: string): Promise<tf.LayersModel>;
+  loadLayersModel(path: string | tf.io.IOHandler): Promise<tf.LayersModel>;
   /** Resolves a service by typed token. */
   get<T>(tok: Token<T>): T;
   /** Resolves every service bound to a multi-bound token (e.g. TOKENS.InnerLoss). */
@@ -138,13 +138,19 @@ function collectClassNames(node: unknown, out: Set<string>): void {
   }
 }
 
+/** Registers a class with tfjs serialisation (usually already done by importing its plugin); refuses a clash. */
+function registerTf(cls: { className: string }, owner: string): void {
+  const st = registerSerializable(cls, owner);
+  if (typeof st === 'object') {
+    fail(`class name '${cls.className}' of plugin '${owner}' is already registered with tfjs by ${st.conflict.includes(' ') ? st.conflict : `plugin '${st.conflict}'`} (a different class)`);
+  }
+}
+
 export function createRuntime(options: RuntimeOptions): Runtime {
   if (!options || typeof options !== 'object') fail('options must be an object with a plugins array');
   const plugins = options.plugins;
   validateManifests(plugins);
   const logger: Logger = options.logger ?? { info: () => {}, warn: () => {} };
-
-  registerFileSystemRouter();
 
   const layerOwners = new Map<string, string>();
   const optimizerOwners = new Map<string, string>();
@@ -154,20 +160,20 @@ export function createRuntime(options: RuntimeOptions): Runtime {
   const caps: Record<string, string[]> = {};
 
   for (const cls of CORE_OPTIMIZERS) {
-    tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
+    registerTf(cls, 'core');
     REGISTERED_OPTIMIZERS.set(cls.className, { cls, plugin: 'core' });
     optimizerOwners.set(cls.className, 'core');
     optimizerClasses.set(cls.className, cls);
   }
   for (const p of plugins) {
     for (const cls of p.layers ?? []) {
-      tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
+      registerTf(cls, p.name);
       catalogLayerClass(cls, p.name);
       layerOwners.set(cls.className, p.name);
       layerClasses.set(cls.className, cls);
     }
     for (const cls of p.optimizers ?? []) {
-      tf.serialization.registerClass(cls as unknown as tf.serialization.SerializableConstructor<tf.serialization.Serializable>);
+      registerTf(cls, p.name);
       REGISTERED_OPTIMIZERS.set(cls.className, { cls, plugin: p.name });
       optimizerOwners.set(cls.className, p.name);
       optimizerClasses.set(cls.className, cls);
@@ -256,36 +262,42 @@ export function createRuntime(options: RuntimeOptions): Runtime {
     },
     innerLoss,
     transform: (name, config = {}) => createTransform(name, config),
-    async loadLayersModel(path: string): Promise<tf.LayersModel> {
-      if (path.startsWith('file://')) {
-        const fs = await import('node:fs');
-        let file = path.slice('file://'.length);
-        if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = `${file.replace(/\/$/, '')}/model.json`;
-        if (fs.existsSync(file)) {
-          let json: unknown;
-          try {
-            json = JSON.parse(fs.readFileSync(file, 'utf8'));
-          } catch (e) {
-            throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-          }
-          const names = new Set<string>();
-          collectClassNames((json as { modelTopology?: unknown }).modelTopology, names);
-          const known = tf.serialization.SerializationMap.getMap().classNameMap;
-          for (const cn of names) {
-            if (cn in known) continue;
-            // Non-layer config entries (initializers, etc.) are registered the same way, so any
-            // unknown name is a class no loaded code provides.
-            const hint = classHints.get(cn);
-            throw new Error(
-              `${file}: class '${cn}' is not registered` +
-                (hint ? `; it is provided by plugin '${hint}': add that plugin to createRuntime({plugins})` : cn.startsWith('Nl')
-                  ? '; load the plugin that provides it with createRuntime({plugins})'
-                  : ''),
-            );
-          }
+    async loadLayersModel(path: string | tf.io.IOHandler): Promise<tf.LayersModel> {
+      // Read the artifacts once through tfjs's IO routers (file:// needs nested-learning/node in Node;
+      // http(s)://, indexeddb://, localstorage:// work in a page), check every class name, then build.
+      let handler: tf.io.IOHandler;
+      const where = typeof path === 'string' ? path : 'the IO handler';
+      if (typeof path === 'string') {
+        const handlers = tf.io.getLoadHandlers(path);
+        if (handlers.length === 0) {
+          if (/^https?:\/\//.test(path)) return tf.loadLayersModel(path);
+          throw new Error(
+            `loadLayersModel: no IO handler for '${path}'` +
+              (path.startsWith('file://') ? "; in Node, import 'nested-learning/node' (it registers the file:// handler)" : ''),
+          );
         }
+        handler = handlers[0];
+      } else {
+        handler = path;
       }
-      return tf.loadLayersModel(path);
+      if (typeof handler.load !== 'function') throw new Error(`loadLayersModel: ${where} cannot load`);
+      const artifacts = await handler.load();
+      const names = new Set<string>();
+      collectClassNames(artifacts.modelTopology, names);
+      const known = tf.serialization.SerializationMap.getMap().classNameMap;
+      for (const cn of names) {
+        if (cn in known) continue;
+        // Non-layer config entries (initializers, etc.) are registered the same way, so any
+        // unknown name is a class no loaded code provides.
+        const hint = classHints.get(cn);
+        throw new Error(
+          `${where}: class '${cn}' is not registered` +
+            (hint ? `; it is provided by plugin '${hint}': import it or add it to createRuntime({plugins})` : cn.startsWith('Nl')
+              ? '; load the plugin that provides it (import it, or add it to createRuntime({plugins}))'
+              : ''),
+        );
+      }
+      return tf.loadLayersModel(tf.io.fromMemory(artifacts));
     },
     get<T>(tok: Token<T>): T {
       return container.get<T>(tok);

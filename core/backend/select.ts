@@ -3,12 +3,25 @@
  * optimizers run on whatever backend the host program picked.
  *
  * NL_BACKEND = 'tensorflow' (tfjs-node-gpu, else tfjs-node, when installed) | 'wasm' (default) | 'cpu'.
+ * In a page (no `process`): 'wasm' (default), 'webgl', 'webgpu' (after the page imports
+ * @tensorflow/tfjs-backend-webgpu) or 'cpu'; pass {wasmPaths} where the .wasm files are served.
  */
 import * as tf from '@tensorflow/tfjs';
 import { registerProjectKernels } from './kernels';
 
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+export type BackendName = 'tensorflow' | 'wasm' | 'cpu' | 'webgl' | 'webgpu';
+export const BACKEND_NAMES: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu', 'webgl', 'webgpu'];
+
+export interface SelectBackendOptions {
+  /** Where tfjs-backend-wasm fetches its .wasm files (a URL prefix ending in '/'); for pages. */
+  wasmPaths?: string;
+}
+
+/** NL_BACKEND from the environment, or undefined (pages have no `process`). */
+export function envBackend(): string | undefined {
+  const p = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process;
+  return p?.env?.NL_BACKEND;
+}
 
 export interface BackendInfo {
   /** What was asked for (argument or NL_BACKEND). */
@@ -31,6 +44,7 @@ export function parseBackendName(value: string | undefined): BackendName {
 }
 
 function tryRequire(id: string): boolean {
+  if (typeof require !== 'function') return false; // a page: no optional Node packages
   try {
     // A computed id keeps bundlers and tsc from resolving optional peers at build time.
     const req: NodeRequire = require;
@@ -43,12 +57,11 @@ function tryRequire(id: string): boolean {
   }
 }
 
-let wasmLoaded = false;
-function loadWasm(): void {
-  if (wasmLoaded) return;
+function loadWasm(wasmPaths?: string): void {
   // Side-effect import: registers the 'wasm' backend factory with tfjs-core.
-  require('@tensorflow/tfjs-backend-wasm');
-  wasmLoaded = true;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
+  if (wasmPaths !== undefined && tf.findBackend('wasm') == null) wasm.setWasmPaths(wasmPaths);
 }
 
 async function activate(name: string): Promise<boolean> {
@@ -62,8 +75,9 @@ async function activate(name: string): Promise<boolean> {
  * backend cannot start, except 'tensorflow', which falls back to wasm with the reason stated.
  */
 export async function selectBackend(
-  requested: BackendName | string = process.env.NL_BACKEND ?? 'wasm',
+  requested: BackendName | string = envBackend() ?? 'wasm',
   log: (msg: string) => void = () => {},
+  options: SelectBackendOptions = {},
 ): Promise<BackendInfo> {
   const want = parseBackendName(requested);
   let active: string;
@@ -78,7 +92,7 @@ export async function selectBackend(
       active = 'tensorflow';
       reason = `NL_BACKEND=tensorflow: using native libtensorflow from ${pkg}`;
     } else {
-      loadWasm();
+      loadWasm(options.wasmPaths);
       if (!(await activate('wasm'))) throw new Error('backend: tensorflow unavailable and wasm failed to initialise');
       active = 'wasm';
       reason = pkg
@@ -86,12 +100,25 @@ export async function selectBackend(
         : 'NL_BACKEND=tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed; fell back to wasm';
     }
   } else if (want === 'wasm') {
-    loadWasm();
+    loadWasm(options.wasmPaths);
     if (!(await activate('wasm'))) {
       throw new Error("backend: setBackend('wasm') returned false (is @tensorflow/tfjs-backend-wasm installed with its .wasm files?)");
     }
     active = 'wasm';
     reason = 'wasm (default): XNNPACK SIMD kernels plus the project kernels';
+  } else if (want === 'webgl' || want === 'webgpu') {
+    if (tf.findBackendFactory(want) == null) {
+      throw new Error(
+        want === 'webgpu'
+          ? "backend: 'webgpu' is not registered; import '@tensorflow/tfjs-backend-webgpu' in the page first"
+          : "backend: 'webgl' is not registered (it comes with @tensorflow/tfjs)",
+      );
+    }
+    if (!(await activate(want))) {
+      throw new Error(`backend: setBackend('${want}') failed (${want === 'webgpu' ? 'no navigator.gpu adapter' : 'no WebGL context'} here; Node has neither: use wasm)`);
+    }
+    active = want;
+    reason = `${want}: GPU backend of the page`;
   } else {
     if (!(await activate('cpu'))) throw new Error("backend: setBackend('cpu') returned false");
     active = 'cpu';

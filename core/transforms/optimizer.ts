@@ -29,6 +29,7 @@ import {
   STATE_KEY_SEPARATOR,
 } from './transform';
 import { assertJson, checkOptions, copyJson, fail } from './validate';
+import { registerSerializable } from '../serialization';
 
 const WHERE = 'NlTransformOptimizer';
 
@@ -304,3 +305,6 @@ function checkShape(have: tf.Tensor, want: tf.Tensor, key: string): void {
 export function transformOptimizer(name: string, config: JsonObject = {}): NlTransformOptimizer {
   return new NlTransformOptimizer({ transform: name, config });
 }
+
+// Importing the class registers it with tfjs serialisation (tfjs convention; idempotent).
+registerSerializable(NlTransformOptimizer, 'core');

@@ -101,6 +101,19 @@ export class NlLmHead extends tf.layers.Layer {
     this.embedding = embedding;
   }
 
+  /**
+   * A tied head in a tfjs graph (tf.model / tf.sequential, or a model.json loaded with
+   * tf.loadLayersModel) finds its embedding by walking the graph back from its input: the nearest
+   * NlTokenEmbedding of the same sizes. So a saved language model predicts after a plain load.
+   */
+  override apply(inputs: tf.Tensor | tf.Tensor[] | tf.SymbolicTensor | tf.SymbolicTensor[], kwargs?: tf.serialization.ConfigDict): tf.Tensor | tf.Tensor[] | tf.SymbolicTensor | tf.SymbolicTensor[] {
+    if (this.tied && !this.embedding) {
+      const found = findEmbeddingUpstream(inputs, this.vocabSize, this.dModel);
+      if (found) this.embedding = found;
+    }
+    return super.apply(inputs, kwargs);
+  }
+
   override build(): void {
     this.scale = this.addWeight('norm', [this.dModel], 'float32', tf.initializers.ones(), undefined, true);
     if (!this.tied) this.kernel = this.addWeight('kernel', [this.dModel, this.vocabSize], 'float32', tf.initializers.glorotUniform({}), undefined, true);
@@ -132,6 +145,34 @@ export class NlLmHead extends tf.layers.Layer {
   override getConfig(): tf.serialization.ConfigDict {
     return { ...super.getConfig(), vocabSize: this.vocabSize, dModel: this.dModel, tied: this.tied, normEps: this.normEps };
   }
+}
+
+/** The nearest NlTokenEmbedding upstream of symbolic `inputs` (breadth first), or null (eager tensors). */
+function findEmbeddingUpstream(inputs: unknown, vocabSize: number, dModel: number): NlTokenEmbedding | null {
+  const queue: unknown[] = Array.isArray(inputs) ? [...inputs] : [inputs];
+  const seen = new Set<unknown>();
+  while (queue.length > 0) {
+    const t = queue.shift() as { sourceLayer?: tf.layers.Layer } | undefined;
+    const layer = t?.sourceLayer;
+    if (!layer || seen.has(layer)) continue;
+    seen.add(layer);
+    if (layer instanceof NlTokenEmbedding && layer.vocabSize === vocabSize && layer.dModel === dModel) return layer;
+    for (const node of (layer as unknown as { inboundNodes?: { inputTensors: unknown[] }[] }).inboundNodes ?? []) queue.push(...node.inputTensors);
+  }
+  return null;
+}
+
+/** Format tag of a LanguageModel saved as a tfjs LayersModel (model.json userDefinedMetadata). */
+export const LANGUAGE_MODEL_FORMAT = 'nested-learning/language-model';
+export const LANGUAGE_MODEL_FORMAT_VERSION = 1;
+
+/** What LanguageModel.save writes into model.json's userDefinedMetadata.nestedLearning. */
+export interface LanguageModelMetadata {
+  format: typeof LANGUAGE_MODEL_FORMAT;
+  version: number;
+  config: LanguageModelConfig;
+  /** Anything the caller adds (the run library stores the tokenizer here). */
+  extra?: Record<string, unknown>;
 }
 
 /** A language model as data: everything JSON. */
@@ -297,6 +338,100 @@ export class LanguageModel {
       if (u <= 0) return ix[i];
     }
     return ix[w.length - 1];
+  }
+
+  /**
+   * The same layers (and weights) as a tfjs LayersModel: ids [B, T] (int32, any T) -> logits [B, T, V],
+   * a parallel forward from fresh states (what logits() computes). The model shares the weights: do
+   * not dispose it while this LanguageModel is in use.
+   */
+  toLayersModel(): tf.LayersModel {
+    const ids = tf.input({ shape: [null], dtype: 'int32', name: 'ids' });
+    let h = this.embedding.apply(ids) as tf.SymbolicTensor;
+    for (const b of this.blocks) h = b.apply(h) as tf.SymbolicTensor;
+    const logits = this.head.apply(h) as tf.SymbolicTensor;
+    return tf.model({ inputs: ids, outputs: logits, name: 'language_model' });
+  }
+
+  /**
+   * Saves as a tfjs LayersModel (model.json + weights): tf.loadLayersModel reads it (with the plugins
+   * imported) and LanguageModel.load rebuilds this class from it. `handlerOrUrl`: any tfjs IO handler or
+   * URL ('file://dir' after importing nested-learning/node, 'indexeddb://name', 'downloads://name', ...).
+   */
+  async save(handlerOrUrl: string | tf.io.IOHandler, extra?: Record<string, unknown>): Promise<tf.io.SaveResult> {
+    const model = this.toLayersModel();
+    const meta: LanguageModelMetadata = { format: LANGUAGE_MODEL_FORMAT, version: LANGUAGE_MODEL_FORMAT_VERSION, config: JSON.parse(JSON.stringify(this.config)) };
+    if (extra !== undefined) meta.extra = JSON.parse(JSON.stringify(extra));
+    let handler: tf.io.IOHandler;
+    if (typeof handlerOrUrl === 'string') {
+      const hs = tf.io.getSaveHandlers(handlerOrUrl);
+      if (hs.length === 0) {
+        fail('LanguageModel.save', `no IO handler for '${handlerOrUrl}'` + (handlerOrUrl.startsWith('file://') ? "; in Node, import 'nested-learning/node' (it registers file://)" : ''));
+      }
+      handler = hs[0];
+    } else {
+      handler = handlerOrUrl;
+    }
+    if (typeof handler.save !== 'function') fail('LanguageModel.save', 'the IO handler cannot save');
+    const modelTopology = model.toJSON(null, false) as tf.io.ModelArtifacts['modelTopology'];
+    // Weight names as a freshly loaded copy of this topology calls them (tf.loadLayersModel matches by
+    // name; layers built outside a name scope here, e.g. a block's sub-layers, lack the block prefix).
+    const fresh = await tf.models.modelFromJSON({ modelTopology } as unknown as tf.io.ModelJSON);
+    const named: tf.NamedTensorMap = {};
+    try {
+      fresh.layers.forEach((fl, i) => {
+        const ours = model.layers[i];
+        if (fl.weights.length !== ours.weights.length) fail('LanguageModel.save', `layer '${ours.name}' rebuilds with ${fl.weights.length} weights, not ${ours.weights.length}`);
+        fl.weights.forEach((fw, j) => {
+          if (fw.originalName in named) fail('LanguageModel.save', `two weights would be named '${fw.originalName}'`);
+          named[fw.originalName] = ours.weights[j].read();
+        });
+      });
+    } finally {
+      fresh.dispose();
+    }
+    const { data, specs } = await tf.io.encodeWeights(named);
+    return handler.save({
+      modelTopology,
+      format: 'layers-model',
+      generatedBy: `TensorFlow.js tfjs-layers v${tf.version_layers}`,
+      convertedBy: null,
+      weightSpecs: specs,
+      weightData: data,
+      userDefinedMetadata: { nestedLearning: meta as unknown as {} },
+    });
+  }
+
+  /**
+   * Loads a model written by save() (or by the run library's exportRun): a LanguageModel with the saved
+   * weights, and the metadata (config and what the saver added, e.g. the tokenizer).
+   */
+  static async load(handlerOrUrl: string | tf.io.IOHandler): Promise<LanguageModel & { metadata: LanguageModelMetadata }> {
+    const where = typeof handlerOrUrl === 'string' ? handlerOrUrl : 'LanguageModel.load';
+    const loaded = await tf.loadLayersModel(handlerOrUrl);
+    try {
+      const meta = (loaded.getUserDefinedMetadata() as { nestedLearning?: LanguageModelMetadata } | undefined)?.nestedLearning;
+      if (!meta || meta.format !== LANGUAGE_MODEL_FORMAT) {
+        fail(where, `not a nested-learning language model (model.json userDefinedMetadata.nestedLearning.format is not '${LANGUAGE_MODEL_FORMAT}')`);
+      }
+      if (meta.version !== LANGUAGE_MODEL_FORMAT_VERSION) fail(`${where}: version`, `${meta.version} is not supported (this library reads ${LANGUAGE_MODEL_FORMAT_VERSION})`);
+      const lm = new LanguageModel(meta.config) as LanguageModel & { metadata: LanguageModelMetadata };
+      try {
+        for (const layer of [lm.embedding, ...lm.blocks, lm.head]) {
+          const src = loaded.getLayer(layer.name);
+          const ws = src.getWeights();
+          if (ws.length !== layer.weights.length) fail(`${where}: layer '${layer.name}'`, `has ${ws.length} weights, the config builds ${layer.weights.length}`);
+          layer.setWeights(ws);
+        }
+      } catch (e) {
+        lm.dispose();
+        throw e;
+      }
+      lm.metadata = meta;
+      return lm;
+    } finally {
+      loaded.dispose();
+    }
   }
 
   dispose(): void {

@@ -12,11 +12,22 @@
  * 4 bytes, offsets aligned, back to back, the file size), then each tensor's checksum and finiteness;
  * every error names the file and the tensor. Version 1 files (no checksums) still load, with the other
  * checks.
+ *
+ * Node only: the file functions load core/io (node:fs) when first called, not at import, so the
+ * scheduler's index.ts still bundles for a page; the documented door is nested-learning/plugins/scheduler/node.
  */
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { crc32, readJsonFile, readRegularFile, writeFilesAtomic, type AtomicFsOps } from '../../core/io';
+import { crc32 } from '../../core/crc32';
+import type { AtomicFsOps } from '../../core/io';
 import { validateTrainerMeta, type NestedTrainer, type TrainerCheckpointMeta } from './trainer';
+
+/** core/io, loaded on first use (a require bundlers do not follow: browser bundles never see node:fs). */
+function nodeIo(what: string): typeof import('../../core/io') {
+  const req: NodeRequire | undefined = typeof require === 'function' ? require : undefined;
+  if (!req) throw new Error(`${what}: trainer checkpoints are files; this needs Node (nested-learning/plugins/scheduler/node)`);
+  return req('../../core/io') as typeof import('../../core/io');
+}
+const joinPath = (dir: string, name: string): string => (dir.endsWith('/') || dir.endsWith('\\') ? dir + name : `${dir}/${name}`);
 
 export const CHECKPOINT_FORMAT = 'nested-learning/nested-trainer-checkpoint';
 export const CHECKPOINT_VERSION = 2;
@@ -74,10 +85,10 @@ export async function saveTrainerCheckpoint(trainer: NestedTrainer, dir: string,
       offset += bytes.byteLength;
     }
     const json: CheckpointJson = { format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, meta, tensors: entries };
-    await writeFilesAtomic(
+    await nodeIo('saveTrainerCheckpoint').writeFilesAtomic(
       [
-        { path: path.join(dir, BIN_NAME), data: chunks },
-        { path: path.join(dir, JSON_NAME), data: JSON.stringify(json, null, 1) },
+        { path: joinPath(dir, BIN_NAME), data: chunks },
+        { path: joinPath(dir, JSON_NAME), data: JSON.stringify(json, null, 1) },
       ],
       opts.fsOps ? { fsOps: opts.fsOps } : {},
     );
@@ -127,8 +138,9 @@ function checkIndex(json: unknown, file: string): CheckpointJson {
  * (index, sizes, checksums, finiteness, meta, shapes).
  */
 export async function loadTrainerCheckpoint(trainer: NestedTrainer, dir: string): Promise<TrainerCheckpointMeta> {
-  const jsonPath = path.join(dir, JSON_NAME);
-  const binPath = path.join(dir, BIN_NAME);
+  const jsonPath = joinPath(dir, JSON_NAME);
+  const binPath = joinPath(dir, BIN_NAME);
+  const { readJsonFile, readRegularFile } = nodeIo('loadTrainerCheckpoint');
   const json = checkIndex(readJsonFile(jsonPath, { maxBytes: MAX_CHECKPOINT_JSON_BYTES, label: jsonPath }), jsonPath);
   const meta = validateTrainerMeta(json.meta, `${jsonPath}: meta`);
   const total = json.tensors.reduce((a, e) => a + e.bytes, 0);

@@ -16,6 +16,7 @@ export type {
   TokenLoss,
   TrainerCheckpointMeta,
 } from './trainer';
+// Trainer checkpoints (Node: they read and write files; core/io is loaded when they are called).
 export { saveTrainerCheckpoint, loadTrainerCheckpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION } from './checkpoint';
 export { tokenSquaredError, tokenCrossEntropy } from './losses';
 // Data parallelism, platform-neutral parts (the Node worker_threads transport is the plugin's Node door, node.ts).
