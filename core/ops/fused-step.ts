@@ -13,8 +13,9 @@ import * as tf from '@tensorflow/tfjs';
  * Inputs (float32): x [B, 1, D]; kKernel, vKernel, qKernel, gateKernel, outKernel [D, D]; normGain [D];
  * etaBias [H]; alphaBias [H] (only with weightDecay); W1, W2, W1snap, W2snap [B, NM, H, ., .];
  * memW1, memW2, memW1snap, memW2snap [B, H, ., .].
- * Outputs: y [B, 1, D], W1, W2 [B, NM, H, ., .], memW1, memW2 [B, H, ., .] (running matrices after the token;
- * the caller sets snapshots and clocks).
+ * Outputs: y [B, 1, D]; W1, W2, W1snap, W2snap [B, NM, H, ., .]; memW1, memW2, memW1snap, memW2snap [B, H, ., .]
+ * (running matrices after the token; each snapshot is the new running matrix when the token closes its chunk
+ * (attrs closesChunk / closesMemChunk), else the input snapshot; the caller sets the clocks).
  * Throws a FusedNonFiniteError when `check` is set and a sentinel value is not finite.
  */
 export const SMT_STABLE_STEP = 'NlSmtStableStep';
@@ -38,6 +39,10 @@ export interface SmtStableStepAttrs {
   slowRate: number;
   /** sentinel: throw FusedNonFiniteError naming the first check with a non-finite value */
   check: boolean;
+  /** this token closes a chunk of the phase-1 memories (snapshots move to the new state) */
+  closesChunk: boolean;
+  /** this token closes a chunk of M_mem */
+  closesMemChunk: boolean;
 }
 
 /** Thrown by a fused kernel's sentinel: `check` indexes the checks in the op path's order. */

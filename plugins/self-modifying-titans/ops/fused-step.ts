@@ -6,9 +6,9 @@
  * gradient tape, for T > 1, and when the kernel is not registered (NL_SMT_FUSED=off, setSmtStepEnabled).
  *
  * At T = 1 the token's reads use the chunk-start snapshots, then every memory writes (stable.ts); the
- * kernel returns the running matrices; the snapshots move to them when the token closes a chunk
+ * kernel returns the running matrices and the snapshots, which move to them when the token closes a chunk
  * (position (p + 1) mod chunkSize == 0 for the phase-1 group, memChunkSize for M_mem: the merged and
- * two-phase paths give the same values), else they are kept; clocks advance by one.
+ * two-phase paths give the same values), else stay (shared buffers); clocks advance by one.
  */
 import * as tf from '@tensorflow/tfjs';
 import { FusedNonFiniteError, SMT_STABLE_STEP, fusedKernelUsable, type SmtStableStepAttrs } from '../../../core/ops/fused-step';
@@ -32,6 +32,8 @@ export function stableStepFused(
 ): { y: tf.Tensor3D; state: SmtState } {
   return tf.tidy(() => {
     const b = x.shape[0];
+    const pos1 = ((state.clock.shape[1] as number) + 1) % o.chunkSize;
+    const pos2 = ((state.memClock.shape[1] as number) + 1) % o.memChunkSize;
     const attrs: SmtStableStepAttrs = {
       numHeads: o.numHeads,
       headDim: o.headDim,
@@ -47,6 +49,8 @@ export function stableStepFused(
       alphaMin: o.alphaMin,
       slowRate: o.slowRate,
       check: o.sentinel,
+      closesChunk: pos1 === 0,
+      closesMemChunk: pos2 === 0,
     };
     const inputs: tf.NamedTensorMap = {
       x,
@@ -78,21 +82,8 @@ export function stableStepFused(
           `(gradientMode='${o.gradientMode}', normalize='${o.normalize}'); set sentinel: false to skip this check`,
       );
     }
-    const [y, W1, W2, memW1, memW2] = outs;
-    const pos1 = ((state.clock.shape[1] as number) + 1) % o.chunkSize;
-    const pos2 = ((state.memClock.shape[1] as number) + 1) % o.memChunkSize;
-    const next: Record<string, tf.Tensor> = {
-      W1,
-      W2,
-      W1snap: pos1 === 0 ? W1.clone() : state.W1snap.clone(),
-      W2snap: pos1 === 0 ? W2.clone() : state.W2snap.clone(),
-      clock: tf.zeros([b, pos1]),
-      memW1,
-      memW2,
-      memW1snap: pos2 === 0 ? memW1.clone() : state.memW1snap.clone(),
-      memW2snap: pos2 === 0 ? memW2.clone() : state.memW2snap.clone(),
-      memClock: tf.zeros([b, pos2]),
-    };
+    const [y, W1, W2, W1snap, W2snap, memW1, memW2, memW1snap, memW2snap] = outs;
+    const next: Record<string, tf.Tensor> = { W1, W2, W1snap, W2snap, clock: tf.zeros([b, pos1]), memW1, memW2, memW1snap, memW2snap, memClock: tf.zeros([b, pos2]) };
     return { y: y as tf.Tensor3D, state: next } as unknown as tf.TensorContainer;
   }) as unknown as { y: tf.Tensor3D; state: SmtState };
 }

@@ -96,5 +96,22 @@ export function smtStableStepWasm({ inputs, backend, attrs }: { inputs: tf.Named
     for (const o of outs) be.disposeData(o.dataId);
     throw new FusedNonFiniteError(31 - Math.clz32(bad & -bad)); // lowest failing check, as the op path reports the first
   }
-  return outs;
+  // snapshots: the new running matrices when the token closes a chunk, else the old snapshots (buffers shared
+  // by reference count, as the project's Identity kernel does: no copies, no extra kernel calls)
+  const share = (t: tf.TensorInfo): tf.TensorInfo => {
+    (be as unknown as { incRef(dataId: tf.DataId): void }).incRef(t.dataId);
+    return { dataId: t.dataId, shape: t.shape, dtype: t.dtype };
+  };
+  const [y, w1o, w2o, mw1o, mw2o] = outs;
+  return [
+    y,
+    w1o,
+    w2o,
+    share(a.closesChunk ? w1o : S1),
+    share(a.closesChunk ? w2o : S2),
+    mw1o,
+    mw2o,
+    share(a.closesMemChunk ? mw1o : mS1),
+    share(a.closesMemChunk ? mw2o : mS2),
+  ];
 }

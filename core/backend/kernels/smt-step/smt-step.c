@@ -170,18 +170,63 @@ static f32 f_tanh(f32 z) {
   return z < 0.0f ? -t : t;
 }
 
+/*
+ * e^x on 4 lanes: the f_exp polynomial with x clamped to [-87.33, 88] (results stay normal; NaN propagates
+ * through min/max). Only used inside act(): silu(z) = z / (1 + e^-z) and tanh, where the clamp changes
+ * nothing above float precision (|z| > 87 gives act within 1e-37 of its limit).
+ */
+static inline __attribute__((always_inline)) v128_t exp4(v128_t x) {
+  x = wasm_f32x4_max(wasm_f32x4_min(x, wasm_f32x4_splat(88.0f)), wasm_f32x4_splat(-87.33654f));
+  v128_t fn = wasm_f32x4_floor(wasm_f32x4_add(wasm_f32x4_mul(x, wasm_f32x4_splat(1.44269504088896341f)), wasm_f32x4_splat(0.5f)));
+  v128_t r = wasm_f32x4_sub(x, wasm_f32x4_mul(fn, wasm_f32x4_splat(0.693359375f)));
+  r = wasm_f32x4_sub(r, wasm_f32x4_mul(fn, wasm_f32x4_splat(-2.12194440e-4f)));
+  v128_t p = wasm_f32x4_splat(1.9875691500E-4f);
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.3981999507E-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(8.3334519073E-3f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(4.1665795894E-2f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(1.6666665459E-1f));
+  p = wasm_f32x4_add(wasm_f32x4_mul(p, r), wasm_f32x4_splat(5.0000001201E-1f));
+  p = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(wasm_f32x4_mul(p, r), r), r), wasm_f32x4_splat(1.0f));
+  v128_t n = wasm_i32x4_trunc_sat_f32x4(fn);
+  v128_t scale = wasm_i32x4_shl(wasm_i32x4_add(n, wasm_i32x4_splat(127)), 23);
+  return wasm_f32x4_mul(p, scale);
+}
+
 /* p = act(z), d = act'(z) (d may be 0: not needed) */
 static void activate(int tanh_act, const f32 *z, f32 *p, f32 *d, int n) {
-  for (int j = 0; j < n; j++) {
+  int j = 0;
+  const v128_t one = wasm_f32x4_splat(1.0f);
+  for (; j + 4 <= n; j += 4) {
+    v128_t zj = wasm_v128_load(z + j);
+    if (tanh_act) {
+      v128_t a = wasm_f32x4_abs(zj);
+      v128_t e = exp4(wasm_f32x4_mul(a, wasm_f32x4_splat(-2.0f)));
+      v128_t tl = wasm_f32x4_div(wasm_f32x4_sub(one, e), wasm_f32x4_add(one, e));
+      v128_t a2 = wasm_f32x4_mul(a, a);
+      v128_t ps = wasm_f32x4_add(wasm_f32x4_splat(-0.053968254f), wasm_f32x4_mul(a2, wasm_f32x4_splat(0.021869489f)));
+      ps = wasm_f32x4_add(wasm_f32x4_splat(0.133333333f), wasm_f32x4_mul(a2, ps));
+      ps = wasm_f32x4_add(wasm_f32x4_splat(-0.333333333f), wasm_f32x4_mul(a2, ps));
+      ps = wasm_f32x4_mul(a, wasm_f32x4_add(one, wasm_f32x4_mul(a2, ps)));
+      v128_t t = wasm_v128_bitselect(ps, tl, wasm_f32x4_lt(a, wasm_f32x4_splat(0.25f)));
+      t = wasm_v128_bitselect(wasm_f32x4_neg(t), t, wasm_f32x4_lt(zj, wasm_f32x4_splat(0.0f)));
+      wasm_v128_store(p + j, t);
+      if (d) wasm_v128_store(d + j, wasm_f32x4_sub(one, wasm_f32x4_mul(t, t)));
+    } else {
+      v128_t sg = wasm_f32x4_div(one, wasm_f32x4_add(one, exp4(wasm_f32x4_neg(zj))));
+      wasm_v128_store(p + j, wasm_f32x4_mul(zj, sg));
+      if (d) wasm_v128_store(d + j, wasm_f32x4_mul(sg, wasm_f32x4_add(wasm_f32x4_mul(zj, wasm_f32x4_sub(one, sg)), one)));
+    }
+  }
+  for (; j < n; j++) {
     f32 zj = z[j];
     if (tanh_act) {
       f32 t = f_tanh(zj);
       p[j] = t;
       if (d) d[j] = 1.0f - t * t;
     } else {
-      f32 s = sigmoid(zj);
-      p[j] = zj * s;
-      if (d) d[j] = s * (zj * (1.0f - s) + 1.0f);
+      f32 sg = sigmoid(zj);
+      p[j] = zj * sg;
+      if (d) d[j] = sg * (zj * (1.0f - sg) + 1.0f);
     }
   }
 }
@@ -192,9 +237,68 @@ static void vecmat(const f32 *x, const f32 *w, f32 *y, int n, int m) {
   for (int i = 0; i < n; i++) axpy(y, x[i], w + (intptr_t)i * m, m);
 }
 
-/* y = W x, W [m, n] row-major (m dot products) */
+/* [sum a0, sum a1, sum a2, sum a3] */
+static inline __attribute__((always_inline)) v128_t reduce4(v128_t a0, v128_t a1, v128_t a2, v128_t a3) {
+  v128_t t0 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
+  v128_t t1 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
+  return wasm_f32x4_add(wasm_i32x4_shuffle(t0, t1, 0, 1, 4, 5), wasm_i32x4_shuffle(t0, t1, 2, 3, 6, 7));
+}
+
+/* y = W x, W [m, n] row-major (m dot products; 4 rows at a time when n % 4 == 0) */
 static void matvec(const f32 *w, const f32 *x, f32 *y, int m, int n) {
-  for (int j = 0; j < m; j++) y[j] = dot(w + (intptr_t)j * n, x, n);
+  int j = 0;
+  if ((n & 3) == 0) {
+    for (; j + 4 <= m; j += 4) {
+      const f32 *w0 = w + (intptr_t)j * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+      v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0;
+      for (int i = 0; i < n; i += 4) {
+        v128_t xv = wasm_v128_load(x + i);
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(wasm_v128_load(w0 + i), xv));
+        a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(wasm_v128_load(w1 + i), xv));
+        a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(wasm_v128_load(w2 + i), xv));
+        a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(wasm_v128_load(w3 + i), xv));
+      }
+      wasm_v128_store(y + j, reduce4(a0, a1, a2, a3));
+    }
+  }
+  for (; j < m; j++) y[j] = dot(w + (intptr_t)j * n, x, n);
+}
+
+/* y = W x and y2 = W x2 in one pass over W */
+static void matvec2(const f32 *w, const f32 *x, const f32 *x2, f32 *y, f32 *y2, int m, int n) {
+  int j = 0;
+  if ((n & 3) == 0) {
+    for (; j + 4 <= m; j += 4) {
+      const f32 *w0 = w + (intptr_t)j * n, *w1 = w0 + n, *w2 = w1 + n, *w3 = w2 + n;
+      v128_t a0 = wasm_f32x4_splat(0.0f), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+      for (int i = 0; i < n; i += 4) {
+        v128_t xv = wasm_v128_load(x + i), xv2 = wasm_v128_load(x2 + i);
+        v128_t r0 = wasm_v128_load(w0 + i), r1 = wasm_v128_load(w1 + i), r2 = wasm_v128_load(w2 + i), r3 = wasm_v128_load(w3 + i);
+        a0 = wasm_f32x4_add(a0, wasm_f32x4_mul(r0, xv));
+        a1 = wasm_f32x4_add(a1, wasm_f32x4_mul(r1, xv));
+        a2 = wasm_f32x4_add(a2, wasm_f32x4_mul(r2, xv));
+        a3 = wasm_f32x4_add(a3, wasm_f32x4_mul(r3, xv));
+        b0 = wasm_f32x4_add(b0, wasm_f32x4_mul(r0, xv2));
+        b1 = wasm_f32x4_add(b1, wasm_f32x4_mul(r1, xv2));
+        b2 = wasm_f32x4_add(b2, wasm_f32x4_mul(r2, xv2));
+        b3 = wasm_f32x4_add(b3, wasm_f32x4_mul(r3, xv2));
+      }
+      wasm_v128_store(y + j, reduce4(a0, a1, a2, a3));
+      wasm_v128_store(y2 + j, reduce4(b0, b1, b2, b3));
+    }
+  }
+  for (; j < m; j++) {
+    y[j] = dot(w + (intptr_t)j * n, x, n);
+    y2[j] = dot(w + (intptr_t)j * n, x2, n);
+  }
+}
+
+/* h = act(z) / |act(z)| in place of p (d = act'(z) when d != 0); returns 1 / |act(z)| */
+static f32 hidden(int tanh_act, const f32 *z, f32 *h, f32 *d, int dz) {
+  activate(tanh_act, z, h, d, dz);
+  f32 inv = rsqrt(dot(h, h, dz) + L2_EPS);
+  for (int j = 0; j < dz; j++) h[j] *= inv;
+  return inv;
 }
 
 /*
@@ -203,10 +307,9 @@ static void matvec(const f32 *w, const f32 *x, f32 *y, int m, int n) {
  */
 static f32 read_mem(int tanh_act, const f32 *w1, const f32 *w2, const f32 *x, f32 *z, f32 *h, f32 *d, f32 *out, int dh, int dz) {
   matvec(w2, x, z, dz, dh);
-  activate(tanh_act, z, h, d, dz);
-  f32 inv = rsqrt(dot(h, h, dz) + L2_EPS);
-  for (int j = 0; j < dz; j++) h[j] *= inv;
-  for (int i = 0; i < dh; i++) out[i] = x[i] + dot(w1 + (intptr_t)i * dz, h, dz);
+  f32 inv = hidden(tanh_act, z, h, d, dz);
+  matvec(w1, h, out, dh, dz);
+  for (int i = 0; i < dh; i++) out[i] += x[i];
   return inv;
 }
 
@@ -295,8 +398,15 @@ __attribute__((export_name("smt_stable_step"))) int smt_stable_step(
         const f32 *w1 = (mem ? mW1 : W1) + row, *w2 = (mem ? mW2 : W2) + row, *s1 = (mem ? mS1 : S1) + row, *s2 = (mem ? mS2 : S2) + row;
         f32 *w1o = (mem ? mW1o : W1o) + row, *w2o = (mem ? mW2o : W2o) + row;
         const f32 b1 = mem ? beta : bSlow, b2 = bSlow;
-        const f32 inv = read_mem(tanh_act, s1, s2, kk, zk, hk, dk, outk, dh, dz);
-        read_mem(tanh_act, s1, s2, vv, zv, hv, 0, vhat, dh, dz);
+        /* reads at k and v through the snapshot, one pass over each matrix for both */
+        matvec2(s2, kk, vv, zk, zv, dz, dh);
+        const f32 inv = hidden(tanh_act, zk, hk, dk, dz);
+        hidden(tanh_act, zv, hv, 0, dz);
+        matvec2(s1, hk, hv, outk, vhat, dh, dz);
+        for (int i = 0; i < dh; i++) {
+          outk[i] += kk[i];
+          vhat[i] += vv[i];
+        }
         l2norm(vhat, dh);
         for (int i = 0; i < dh; i++) e[i] = outk[i] - vhat[i];
         zero(gh, dz);
@@ -309,10 +419,10 @@ __attribute__((export_name("smt_stable_step"))) int smt_stable_step(
             for (int j = 0; j < dz; j++) u[j] *= sc;
         }
         for (int j = 0; j < dz; j++) scale_axpy(w2o + (intptr_t)j * dh, alpha, w2 + (intptr_t)j * dh, -b2 * u[j], kk, dh);
+        if (dgd) matvec(w1, hk, rr, dh, dz); /* W1 hk at the running W1 */
         for (int i = 0; i < dh; i++) {
-          const f32 *w1r = w1 + (intptr_t)i * dz;
-          const f32 ri = dgd ? (vhat[i] - kk[i]) - dot(w1r, hk, dz) : -e[i];
-          scale_axpy(w1o + (intptr_t)i * dz, alpha, w1r, b1 * ri, hk, dz);
+          const f32 ri = dgd ? (vhat[i] - kk[i]) - rr[i] : -e[i];
+          scale_axpy(w1o + (intptr_t)i * dz, alpha, w1 + (intptr_t)i * dz, b1 * ri, hk, dz);
         }
         if (mem) {
           /* retrieval after the write: o = q + W1' hn(W2' q) */

@@ -23,7 +23,7 @@ function heapBytes(): number {
 
 const ATTRS: SmtStableStepAttrs = {
   numHeads: 2, headDim: 4, hiddenDim: 8, hasK: true, hasV: true, hasAlpha: true, hasQ: false,
-  dgd: true, act: 'silu', gradClip: 1, etaMax: 1, alphaMin: 0.5, slowRate: 0.1, check: true,
+  dgd: true, act: 'silu', gradClip: 1, etaMax: 1, alphaMin: 0.5, slowRate: 0.1, check: true, closesChunk: false, closesMemChunk: false,
 };
 
 /** Inputs of a [b, 1, 8] step at ATTRS' sizes (4 memories), small random values. */
