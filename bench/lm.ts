@@ -2,7 +2,7 @@
  * npm run bench -- lm [--presets=hope-small,transformer-small,...] [--T=512] [--B=4] [--steps=2]
  *                     [--cases=hope-d128x2] [--workers=1,2]
  *                     [--gen=hope-small,transformer-small] [--contexts=256,1024,4096] [--genTokens=16]
- *                     [--repeats=3] [--backend=wasm]
+ *                     [--smtFused=on,off] [--repeats=3] [--backend=wasm]
  * 1. Training tokens/s (NestedTrainer.train, fwd + bwd + in-context updates + optimizer; median of
  *    --steps timed steps after one warm-up step and one measured step) for each preset at T, B and each
  *    fixed case of --cases (CASES below: their own T, B; '' for none), once per --workers count (data
@@ -21,6 +21,10 @@
  *    --repeats rounds time --genTokens greedy tokens at each context in turn (interleaved, so machine
  *    load hits all contexts alike); the median round is reported. Recurrent HOPE's per-token cost
  *    should stay flat, attention's grows with N. Also kernel calls per generated token (all rounds).
+ *    Models with self-modifying Titans run as an A/B pair (--smtFused=on,off, default both): the fused
+ *    single-token step (core/backend/kernels/smt-step) on and off, in the same process from copies of the same
+ *    prefilled states, rounds interleaved with the order rotating; rows carry `smtFused`, plus
+ *    `smt_fused_speedup` (tok/s on / off) and `smt_fused_kernel_call_ratio` (calls off / on) per context.
  * Wall-clock on a possibly shared machine: noisy. hope presets are slow (self-modifying Titans).
  */
 import * as os from 'node:os';
@@ -30,6 +34,7 @@ import { PRESET_NAMES, languageModelConfig, loadPreset } from '../run';
 import { startRunWorkers } from '../run';
 import { createRun, disposeRun, type Run } from '../run';
 import { startKernelCounter, startPeakBytes } from '../core/profiling';
+import { setSmtStepEnabled } from '../core/backend/kernels';
 import type { DataParallelTrainer } from '../plugins/scheduler';
 import { LanguageModel } from '../plugins/hope';
 import { disposeStates, type StageStates } from '../core';
@@ -105,10 +110,15 @@ export async function run(args: string[]): Promise<void> {
   const contexts = (flag(args, 'contexts') ?? '256,1024,4096').split(',').map(Number);
   const genTokens = Number(flag(args, 'genTokens') ?? 16);
   const repeats = Number(flag(args, 'repeats') ?? 3);
+  const fusedArms = (flag(args, 'smtFused') ?? 'on,off').split(',').filter(Boolean);
+  for (const f of fusedArms) if (f !== 'on' && f !== 'off') throw new Error(`--smtFused: 'on', 'off' or 'on,off', got '${flag(args, 'smtFused')}'`);
   for (const name of gen) {
-    const lm = new LanguageModel(languageModelConfig(loadPreset(name)), { seed: 1 });
-    // prefill every context (pieces of 256 tokens, carried states), not timed
-    const st: StageStates[] = contexts.map((n) => {
+    const cfg = languageModelConfig(loadPreset(name));
+    const lm = new LanguageModel(cfg, { seed: 1 });
+    // A/B of the fused self-modifying-Titans step (core/backend/kernels/smt-step) for models that have the mixer
+    const arms = JSON.stringify(cfg).includes('NlSelfModifyingTitans') ? fusedArms : ['on'];
+    // prefill every context (pieces of 256 tokens, carried states), not timed; each arm continues from a copy
+    const st: StageStates[][] = contexts.map((n) => {
       progress(`${name}: prefill ${n} tokens`);
       let s = lm.initialStates(1);
       for (let a = 0; a < n; a += 256) {
@@ -118,35 +128,53 @@ export async function run(args: string[]): Promise<void> {
         s = r.states;
         tf.dispose([ids, r.logits]);
       }
-      return s;
+      return arms.map((_, i) => (i === 0 ? s : s.map((x) => (x ? (Object.fromEntries(Object.entries(x).map(([k, v]) => [k, v.clone()])) as typeof x) : x))));
     });
-    const secs: number[][] = contexts.map(() => []);
-    const calls = contexts.map(() => 0);
-    const ids = contexts.map(() => 32);
+    const secs: number[][][] = contexts.map(() => arms.map(() => []));
+    const calls = contexts.map(() => arms.map(() => 0));
+    const ids = contexts.map(() => arms.map(() => 32));
     for (let rep = 0; rep < repeats; rep++) {
       for (let c = 0; c < contexts.length; c++) {
-        progress(`${name}: round ${rep + 1}/${repeats}, ${genTokens} tokens after ${contexts[c]}`);
-        const kc = startKernelCounter();
-        const t0 = Date.now();
-        for (let i = 0; i < genTokens; i++) {
-          const x = tf.tensor2d([[ids[c]]], [1, 1], 'int32');
-          const r = lm.forward(x, st[c]);
-          disposeStates(st[c]);
-          st[c] = r.states;
-          const a = tf.tidy(() => r.logits.reshape([-1]).argMax());
-          ids[c] = (await a.data())[0];
-          tf.dispose([x, r.logits, a]);
+        for (let j = 0; j < arms.length; j++) {
+          const a = (rep + j) % arms.length; // rotate the order of the arms per round
+          progress(`${name}: round ${rep + 1}/${repeats}, ${genTokens} tokens after ${contexts[c]}, smt fused ${arms[a]}`);
+          const previous = setSmtStepEnabled(arms[a] === 'on');
+          try {
+            const kc = startKernelCounter();
+            const t0 = performance.now();
+            for (let i = 0; i < genTokens; i++) {
+              const x = tf.tensor2d([[ids[c][a]]], [1, 1], 'int32');
+              const r = lm.forward(x, st[c][a]);
+              disposeStates(st[c][a]);
+              st[c][a] = r.states;
+              const am = tf.tidy(() => r.logits.reshape([-1]).argMax());
+              ids[c][a] = (await am.data())[0];
+              tf.dispose([x, r.logits, am]);
+            }
+            secs[c][a].push((performance.now() - t0) / 1000);
+            calls[c][a] += kc.stop().total;
+          } finally {
+            setSmtStepEnabled(previous);
+          }
         }
-        secs[c].push((Date.now() - t0) / 1000);
-        calls[c] += kc.stop().total;
       }
     }
+    const load = os.loadavg()[0];
     contexts.forEach((n, c) => {
-      const s = median(secs[c]);
-      emit({ suite, case: `generate/${name}`, metric: 'tokens_per_s', value: genTokens / s, unit: 'tok/s', context: n, genTokens, repeats, roundsSeconds: secs[c].map((x) => Number(x.toFixed(3))) });
-      emit({ suite, case: `generate/${name}`, metric: 'kernel_calls_per_token', value: calls[c] / (genTokens * repeats), unit: 'calls', context: n, genTokens, repeats });
+      const tps = arms.map((_, a) => genTokens / median(secs[c][a]));
+      arms.forEach((arm, a) => {
+        const extra = { context: n, genTokens, repeats, smtFused: arm, loadavg1: Number(load.toFixed(2)) };
+        emit({ suite, case: `generate/${name}`, metric: 'tokens_per_s', value: tps[a], unit: 'tok/s', ...extra, roundsSeconds: secs[c][a].map((x) => Number(x.toFixed(4))) });
+        emit({ suite, case: `generate/${name}`, metric: 'kernel_calls_per_token', value: calls[c][a] / (genTokens * repeats), unit: 'calls', ...extra });
+      });
+      const on = arms.indexOf('on');
+      const off = arms.indexOf('off');
+      if (on >= 0 && off >= 0) {
+        emit({ suite, case: `generate/${name}`, metric: 'smt_fused_speedup', value: tps[on] / tps[off], unit: 'x', context: n, genTokens, repeats, loadavg1: Number(load.toFixed(2)) });
+        emit({ suite, case: `generate/${name}`, metric: 'smt_fused_kernel_call_ratio', value: calls[c][off] / calls[c][on], unit: 'x', context: n, genTokens, repeats });
+      }
     });
-    st.forEach(disposeStates);
+    st.forEach((arm) => arm.forEach(disposeStates));
     lm.dispose();
   }
 }
