@@ -11,3 +11,4 @@ export * from './data';
 export * from './model-check';
 export * from './run';
 export * from './parallel';
+export * from './export';
