@@ -36,21 +36,27 @@ export interface MqarConfig {
 }
 
 const FULL: MqarConfig = {
-  kinds: ['hope', 'transformer', 'deltanet', 'titans', 'linear-attention'],
+  kinds: ['hope', 'transformer', 'deltanet', 'titans', 'linear-attention', 'hope-paper'],
   // Training sequences are at most 1 + 3 * 8 = 25 tokens <= the CMS period 32: one segment, full backprop.
   // Same block layout as the MAD runs (short causal conv of window 4 on every kind's mixer input: without it a
   // 1-block DeltaNet / Transformer cannot bind a value to the key before it, the previous null result).
   sizes: { dModel: 32, numHeads: 2, numBlocks: 1, chunkSize: 8, shortConv: 4, cmsLevels: [{ period: 32, learningRate: 0.01 }, { period: 0 }] },
   numKeys: 16,
   numValues: 16,
+  // Budget calibrated 2026-12-06 (experiments/probes/mqar-calibrate.ts, seed 1, lr 3e-3, in-range test accuracy
+  // every 250 steps up to 3000; docs/results/mad-calibration-2026-12-06.jsonl): DeltaNet 0.71 at 250, 0.99 at 500,
+  // 0.998 at 1000 (plateau); the Transformer 0.75 at 250, 1.00 at 500. 1000 steps: both baselines at their plateau.
   learningRate: 3e-3,
-  steps: 300,
+  steps: 1000,
   batchSize: 16,
   maxTrainPairs: 8,
   testPairs: [2, 4, 8, 12],
   testSequences: 64,
   evalBatch: 64,
-  seeds: [1],
+  evalEvery: 250,
+  seeds: [1, 2, 3],
+  // Reference rows on the first seed only (runtime): Titans, plain linear attention, HOPE with the 'paper' self-modifying Titans.
+  seedsByKind: { titans: 1, 'linear-attention': 1, 'hope-paper': 1 },
 };
 
 const SMOKE: MqarConfig = {
@@ -64,6 +70,9 @@ const SMOKE: MqarConfig = {
   testPairs: [2, 4],
   testSequences: 8,
   evalBatch: 8,
+  evalEvery: 0,
+  seeds: [1],
+  seedsByKind: {},
 };
 
 function shuffled(r: () => number, n: number): number[] {
@@ -173,14 +182,14 @@ export const mqar: Experiment<MqarConfig> = {
       ? `inconclusive: no model clearly above chance (${chance.toFixed(3)}) at this budget`
       : recallers.length === 0
         ? `inconclusive: no model does associative recall at this budget (accuracy ~1/N = picking a value present in the context); ${hopeTxt}; best per pairs: ${bestTxt}`
-        : `${hopeBest ? 'hope best or tied' : 'hope not best'} within the training range; above 1.5/N: ${recallers.join(', ')}; best per pairs: ${bestTxt}`;
+        : `${hopeBest ? 'hope best or tied' : 'hope not best'} within the training range; above 1.5/N: ${recallers.join(', ')}; best per pairs: ${bestTxt}${cfg.kinds.includes('deltanet') ? `; hope vs deltanet (mean over seeds) ${cfg.testPairs.map((n) => `${n}: ${acc('hope', n).toFixed(3)} vs ${acc('deltanet', n).toFixed(3)}`).join(', ')}` : ''}`;
     return {
       rows,
       columns: ['kind', 'pairs', 'inTrainRange', 'seed', 'params', 'steps', 'finalTrainLoss', 'accuracy', 'trainSeconds', 'curve'],
       summary,
       notes: [
         'Sequence `BOS k1 v1 .. kN vN q1 .. qN`, the queries being the N keys in a random order; the value is predicted at each query position (loss only there); prediction = argmax over the value tokens. Left-padded with PAD in a batch.',
-        `Models: ${cfg.sizes.numBlocks} block, width ${cfg.sizes.dModel}, ${cfg.sizes.numHeads} heads, same embedding / norms / head for every kind; HOPE CMS levels [period ${cfg.sizes.cmsLevels?.[0].period}, static]. Adam lr ${cfg.learningRate}, clip 1, ${cfg.steps} steps of ${cfg.batchSize} sequences, N uniform in 1-${cfg.maxTrainPairs}. No tuning per model.`,
+        `Models: ${cfg.sizes.numBlocks} block, width ${cfg.sizes.dModel}, ${cfg.sizes.numHeads} heads, chunk ${cfg.sizes.chunkSize}, short causal conv window ${cfg.sizes.shortConv} on every kind (as in the MAD runs), same embedding / norms / head for every kind; HOPE CMS levels [period ${cfg.sizes.cmsLevels?.[0].period}, static]. Adam lr ${cfg.learningRate}, clip 1, ${cfg.steps} steps of ${cfg.batchSize} sequences (calibrated: the budget at which DeltaNet and the Transformer have reached their plateau, experiments/mqar.ts FULL comment), N uniform in 1-${cfg.maxTrainPairs}. No tuning per model. Seeds ${cfg.seeds.join(', ')}${Object.entries(cfg.seedsByKind ?? {}).map(([k, n]) => `; ${k} on the first ${n} only (runtime)`).join('')}; the table gives the mean over a kind's seeds, the curve column the in-range test accuracy every ${cfg.evalEvery || 'n/a'} steps.`,
         'Evaluation: each sequence a fresh context read by NestedTrainer.memorize (in-context CMS updates, no outer step); CMS gradients come from the query losses only, and fire after the segment that holds them.',
       ],
       verdict,
