@@ -140,7 +140,9 @@ function specsFor(backend: string): readonly KernelSpec[] {
 
 /** Names of the kernels registerProjectKernels installs for `backend` (without installing them). */
 export function projectKernelNames(backend: string): string[] {
-  return specsFor(backend).map((k) => k.kernelName);
+  return specsFor(backend)
+    .map((k) => k.kernelName)
+    .filter((name) => name !== SMT_STABLE_STEP || smtStepSwitch.enabled); // off: NL_SMT_FUSED=off / setSmtStepEnabled(false)
 }
 
 function isProjectKernel(config: tf.KernelConfig | undefined): config is ProjectKernelConfig {

@@ -72,12 +72,14 @@ const CASES: Case[] = [
 
 describe('self-modifying-titans: fused single-token step (wasm kernel NlSmtStableStep)', function () {
   let previous = '';
+  let wasOn = true;
   before(async function () {
     previous = tf.getBackend();
     await selectBackend('wasm');
-    if (!isProjectKernelRegistered(SMT_STABLE_STEP)) setSmtStepEnabled(true);
+    wasOn = setSmtStepEnabled(true); // tested even when NL_SMT_FUSED=off started the process with it off
   });
   after(async function () {
+    setSmtStepEnabled(wasOn);
     if (previous && previous !== tf.getBackend()) await selectBackend(previous);
   });
 

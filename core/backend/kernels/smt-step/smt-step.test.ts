@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { selectBackend } from '../../select';
 import { FusedNonFiniteError, SMT_STABLE_STEP, fusedKernelUsable, type SmtStableStepAttrs } from '../../../ops/fused-step';
-import { isProjectKernelRegistered, setSmtStepEnabled } from '../index';
+import { setSmtStepEnabled } from '../index';
 import { asWasmBackend } from '../wasm-internals';
 import { sourceSha256, wasmExports, wasmImports, wasmSections } from '../gemm/wasm-sections';
 import { SMT_STEP_SOURCE_SHA256, SMT_STEP_WASM_BASE64 } from './smt-step-wasm';
@@ -42,12 +42,14 @@ function inputs(b: number): tf.NamedTensorMap {
 
 describe('project kernel NlSmtStableStep (smt-step.wasm)', function () {
   let previous = '';
+  let wasOn = true;
   before(async function () {
     previous = tf.getBackend();
     await selectBackend('wasm');
-    if (!isProjectKernelRegistered(SMT_STABLE_STEP)) setSmtStepEnabled(true);
+    wasOn = setSmtStepEnabled(true); // tested even when NL_SMT_FUSED=off started the process with it off
   });
   after(async function () {
+    setSmtStepEnabled(wasOn);
     if (previous && previous !== tf.getBackend()) await selectBackend(previous);
   });
 
