@@ -66,7 +66,7 @@ const CASES: Case[] = [
   { name: 'H 4, dh 8, dhid 16, B 3, chunks 5/5', o: { numHeads: 4, headDim: 8, hiddenDim: 16, chunkSize: 5, memChunkSize: 5 }, b: 3 },
   { name: 'H 1, dh 5, dhid 7 (odd widths), B 2, chunks 4/3 (two phases)', o: { numHeads: 1, headDim: 5, hiddenDim: 7, chunkSize: 4, memChunkSize: 3 }, b: 2 },
   { name: 'H 2, dh 16, dhid 32, B 1, tanh, no clip, adaptive q', o: { numHeads: 2, headDim: 16, hiddenDim: 32, act: 'tanh', gradClip: null, adaptiveQ: true }, b: 1 },
-  { name: 'static k, static v, no weight decay, dgd off, B 2', o: { staticK: true, staticV: true, weightDecay: false, dgd: false }, b: 2 },
+  { name: "static k, static v, no weight decay, dgd off, impl 'naive' (naiveDelta reference), B 2", o: { staticK: true, staticV: true, weightDecay: false, dgd: false, impl: 'naive' }, b: 2 },
   { name: 'static k, etaMax 1.8, slowRate 0.3, alphaMin 0.2, small clip, B 2', o: { staticK: true, etaMax: 1.8, slowRate: 0.3, alphaMin: 0.2, gradClip: 0.05 }, b: 2 },
 ];
 
