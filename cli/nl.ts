@@ -301,7 +301,7 @@ export function program(): Command {
         const all = o.text !== undefined ? new Uint8Array(Buffer.from(o.text, 'utf8')) : lazy.data().loadCorpusBytes({ encoding: r.config.data.encoding, ...dataSpec(o.data)! }).bytes;
         const bytes = all.subarray(0, o.maxBytes + 1);
         const m = R.memorizeText(r, bytes, r.config.training.seqLength);
-        console.log(JSON.stringify({ bpbBefore: m.before, bpbAfter: m.after, tokens: m.tokens, bytes: m.bytes, pieces: m.pieces }));
+        console.log(JSON.stringify({ bpbBefore: m.before, bpbAfter: m.after, tokens: m.tokens, bytes: m.bytes, pieces: m.pieces, levelUpdates: m.levelUpdates }));
       } finally {
         R.disposeRun(r);
       }

@@ -543,9 +543,12 @@ export async function svgToPng(svgPath: string, pngPath: string): Promise<string
  * read as one context with in-context updates (memorize), then bpb of the same pieces from the
  * memorized state ("after"). No outer step. The bytes are tokenized with the run's tokenizer; pieces
  * are seqLength tokens (the tokens after the last whole piece are not used); a text shorter than
- * seqLength + 1 tokens (a short fact) is one piece of all its tokens. bpb is per byte of the scored targets.
+ * seqLength + 1 tokens (a short fact) is one piece of all its tokens. The last piece is memorized with
+ * `flush`: every in-context level's pending partial period is applied when the text ends, so a text shorter
+ * than a CMS period still updates that level (`levelUpdates`: level updates fired while reading the text).
+ * bpb is per byte of the scored targets.
  */
-export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { before: number; after: number; tokens: number; bytes: number; pieces: number } {
+export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { before: number; after: number; tokens: number; bytes: number; pieces: number; levelUpdates: number } {
   const tok = runTokenizer(r);
   const ids = tok.encodeBytes(bytes);
   if (ids.length < 2) throw new Error(`--data: too short for memorize: ${bytes.length} byte${bytes.length === 1 ? '' : 's'} = ${ids.length} token${ids.length === 1 ? '' : 's'}; need at least 2 tokens (one to read, one to predict)`);
@@ -571,9 +574,10 @@ export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { be
   }
   for (let i = 0; i < n; i++) {
     const { x, y } = piece(i);
-    r.trainer.memorize(x, y, { newContext: i === 0 });
+    r.trainer.memorize(x, y, { newContext: i === 0, flush: i === n - 1 }); // the text ends: pending partial periods are applied
     tf.dispose([x, y]);
   }
+  const levelUpdates = r.trainer.levelClocks().reduce((a, c) => a + c.updatesFired, 0);
   for (let i = 0; i < n; i++) {
     const { x, y } = piece(i);
     const lg = r.trainer.predict(x); // from the memorized state
@@ -581,7 +585,7 @@ export function memorizeText(r: Run, bytes: Uint8Array, seqLength: number): { be
     tf.dispose([lg, x, y]);
   }
   r.trainer.resetMemory();
-  return { before: bitsPerByte(before / n, bytesPerToken), after: bitsPerByte(after / n, bytesPerToken), tokens: n * len, bytes: scored, pieces: n };
+  return { before: bitsPerByte(before / n, bytesPerToken), after: bitsPerByte(after / n, bytesPerToken), tokens: n * len, bytes: scored, pieces: n, levelUpdates };
 }
 
 /**

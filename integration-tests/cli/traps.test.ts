@@ -193,14 +193,19 @@ describe('nlearn CLI traps (issue 15)', function () {
     fs.writeFileSync(f, fact);
     const m = await run('memorize', '--checkpoint', d, '--data', f);
     expect(m.error).to.equal(null);
-    const j = jsonLines(m.out).pop()! as { bpbBefore: number; bpbAfter: number; tokens: number; bytes: number; pieces: number };
+    const j = jsonLines(m.out).pop()! as { bpbBefore: number; bpbAfter: number; tokens: number; bytes: number; pieces: number; levelUpdates: number };
     expect(j.pieces).to.equal(1);
     expect(j.tokens).to.equal(fact.length - 1);
     expect(j.bytes).to.equal(fact.length - 1);
     expect(Number.isFinite(j.bpbBefore) && Number.isFinite(j.bpbAfter)).to.equal(true);
     expect(j.bpbAfter).to.not.equal(j.bpbBefore);
+    expect(j.levelUpdates).to.equal(2 * 2); // CMS period 16 in 2 blocks: at token 16, and the rest (4 tokens) applied when the text ends
     const inline = jsonLines((await run('memorize', '--checkpoint', d, '--text', fact)).out).pop()!;
     expect(inline).to.deep.equal(j); // the same text given with --text
+    // shorter than the CMS period (16): the pending update is applied at the end, so the CMS levels learn too
+    const tiny = jsonLines((await run('memorize', '--checkpoint', d, '--text', 'Fredville.')).out).pop()! as typeof j;
+    expect(tiny).to.include({ pieces: 1, tokens: 9, levelUpdates: 2 });
+    expect(tiny.bpbAfter).to.not.equal(tiny.bpbBefore);
     expect((await run('memorize', '--checkpoint', d, '--text', 'x')).error?.message).to.match(/too short for memorize: 1 byte = 1 token; need at least 2 tokens/);
     expect((await run('memorize', '--checkpoint', d)).error?.message).to.match(/--data <file> or --text/);
   });

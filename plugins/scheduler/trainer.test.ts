@@ -133,6 +133,25 @@ describe('plugin scheduler: NestedTrainer', () => {
     tr.dispose();
   });
 
+  it("memorize(..., { flush: true }) applies a level's pending partial period at the end of the piece (a text shorter than the period changes the memory)", () => {
+    const x = tf.randomNormal([1, 3, D], 0, 1, 'float32', 5);
+    const y = tf.randomNormal([1, 3, D], 0, 1, 'float32', 6);
+    const cms = new NlContinuumMemorySystem({ levels: [{ period: 4, learningRate: 0.5 }], expansion: 2 });
+    const tr = new NestedTrainer(new NestedModel([cms]), { loss: tokenSquaredError }); // partialChunk 'carry'
+    const fresh = tr.predict(x);
+    tr.memorize(x, y, { newContext: true }); // 3 tokens < period 4: the update stays pending
+    expect(tr.levelClocks().map((c) => [c.updatesFired, c.tokensPending])).to.deep.equal([[0, 3]]);
+    const carried = tr.predict(x);
+    assertClose(carried, fresh, { rtol: 0, atol: 0, name: 'carry: memory unchanged' });
+    tr.memorize(x, y, { newContext: true, flush: true });
+    expect(tr.levelClocks().map((c) => [c.updatesFired, c.tokensPending])).to.deep.equal([[1, 0]]);
+    const flushed = tr.predict(x);
+    expect(tf.max(tf.abs(flushed.sub(fresh))).dataSync()[0]).to.be.greaterThan(1e-4);
+    tf.dispose([x, y, fresh, carried, flushed]);
+    tr.dispose();
+    for (const w of cms.weights) w.dispose();
+  });
+
   it('levels are data: ids <layer>/<level>, periods, variables; bad configs name the field', () => {
     const cms = new NlContinuumMemorySystem({ name: 'cmsA', levels: [{ period: 2, learningRate: 0.1 }, { period: 0 }], expansion: 1 });
     cms.build([null, null, 2]);

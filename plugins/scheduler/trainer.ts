@@ -157,6 +157,10 @@ export interface RunOptions {
   /** train() only: accumulate the outer gradients but do not step the optimizer (data-parallel replicas
    * reduce them with pendingOuterGradients and step with stepWithOuterGradients). Default false. */
   deferOuterStep?: boolean;
+  /** At the end of this piece apply every level's pending partial-period update now, as partialChunk 'flush'
+   * does, whatever the trainer's policy (e.g. the last piece of a text to memorize: the context ends there).
+   * Default: the trainer's partialChunk policy. */
+  flush?: boolean;
 }
 
 export interface RunResult {
@@ -361,7 +365,7 @@ export class NestedTrainer {
    */
   train(inputs: tf.Tensor, targets: tf.Tensor, opts: RunOptions = {}): RunResult {
     if (!this.options.optimizer) fail('NestedTrainer.options.optimizer', 'is required by train()');
-    return this.run(inputs, targets, 'train', opts.newContext ?? true, opts.collect ?? false, opts.deferOuterStep ?? false);
+    return this.run(inputs, targets, 'train', opts.newContext ?? true, opts.collect ?? false, opts.deferOuterStep ?? false, opts.flush);
   }
 
   /**
@@ -369,7 +373,7 @@ export class NestedTrainer {
    * context unless `newContext` (default false); the memory persists until resetMemory().
    */
   memorize(inputs: tf.Tensor, targets: tf.Tensor, opts: RunOptions = {}): RunResult {
-    return this.run(inputs, targets, 'memorize', opts.newContext ?? false, opts.collect ?? false);
+    return this.run(inputs, targets, 'memorize', opts.newContext ?? false, opts.collect ?? false, false, opts.flush);
   }
 
   /** Outputs for `inputs` from the current memory (fresh if no context), without changing it. */
@@ -620,7 +624,7 @@ export class NestedTrainer {
     }
   }
 
-  private run(inputs: tf.Tensor, targets: tf.Tensor, kind: 'train' | 'memorize', newContext: boolean, collect: boolean, deferOuterStep = false): RunResult {
+  private run(inputs: tf.Tensor, targets: tf.Tensor, kind: 'train' | 'memorize', newContext: boolean, collect: boolean, deferOuterStep = false, flush?: boolean): RunResult {
     const where = `NestedTrainer.${kind}`;
     if (!(inputs instanceof tf.Tensor) || inputs.rank < 2) fail(`${where}: inputs`, 'must be a tensor [B, T, ...]');
     if (!(targets instanceof tf.Tensor) || targets.shape[0] !== inputs.shape[0] || targets.shape[1] !== inputs.shape[1]) {
@@ -725,7 +729,7 @@ export class NestedTrainer {
       const ids = this.scheduler!.plan(cut);
       const segFired = [...ids];
       this.fire(s, ids, fired);
-      if (cut === end && this.options.partialChunk === 'flush') {
+      if (cut === end && (flush ?? this.options.partialChunk === 'flush')) {
         const pending = this.levelRefs
           .filter((r) => r.spec.period > 0 && s!.tokensSeen - s!.lastUpdateAt.get(r.spec.id)! > 0)
           .map((r) => r.spec.id);
