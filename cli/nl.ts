@@ -83,7 +83,7 @@ function fmtEta(s: number): string {
   return m > 0 ? `${m}m${Math.round(s % 60)}s` : `${Math.round(s)}s`;
 }
 
-/** The one line `nl` prints for an error (no stack trace). */
+/** The one line `nlearn` prints for an error (no stack trace). */
 export function cliErrorLine(e: unknown): string {
   const m = e instanceof Error ? e.message : String(e);
   return m

@@ -1,5 +1,5 @@
 /**
- * The run config of `nl` (model + training + data) as a zod schema: JSON or YAML files, validated with
+ * The run config of `nlearn` (model + training + data) as a zod schema: JSON or YAML files, validated with
  * errors that name the field path and the allowed values; exported as JSON Schema (presets/schema.json)
  * for editor autocompletion. Blocks are named by registered layer class (a third-party block registered
  * by its plugin is used the same way as NlHopeBlock).

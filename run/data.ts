@@ -1,5 +1,5 @@
 /**
- * Data for `nl`: a byte-level tokenizer, the bundled corpora (Moby Dick, State of the Union addresses)
+ * Data for `nlearn`: a byte-level tokenizer, the bundled corpora (Moby Dick, State of the Union addresses)
  * and user files/folders, a deterministic train/validation split, and streaming batches.
  */
 import * as fs from 'node:fs';

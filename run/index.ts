@@ -1,7 +1,7 @@
 /**
  * nested-learning/run: the run library (Node). Run configs and presets, corpora, tokenizers, the one
  * "LanguageModel + optimizer + NestedTrainer" recipe, runs with their checkpoint directories, data
- * parallelism over worker threads. Used by the `nl` command line (cli/), the experiments and the
+ * parallelism over worker threads. Used by the `nlearn` command line (cli/), the experiments and the
  * benchmarks; imports core, registry and plugins (through their index.ts), never cli/.
  */
 export * from './recipe';

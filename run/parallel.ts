@@ -1,5 +1,5 @@
 /**
- * Node-only: `nl train --workers N` (issue 18). Rank 0 is the CLI's own run (it trains the first slice
+ * Node-only: `nlearn train --workers N` (issue 18). Rank 0 is the CLI's own run (it trains the first slice
  * of every batch, validates, checkpoints and samples as before); ranks 1..N-1 are worker threads, each
  * building the same run from its config (buildRunReplica) and receiving rank 0's weights and optimizer
  * state. Results equal a 1-worker run up to float rounding (plugins/scheduler/parallel).

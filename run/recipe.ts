@@ -1,6 +1,6 @@
 /**
  * The one "language model + outer optimizer + NestedTrainer" recipe. Every run of a LanguageModel in
- * the repo is built here: `nl train` (run.ts createRun), the experiments and the benchmarks.
+ * the repo is built here: `nlearn train` (run.ts createRun), the experiments and the benchmarks.
  *
  *   const r = createLmRun({ model: languageModelConfig(cfg), optimizer: 3e-3, seed: 1, trainer: { clipNorm: 1 } });
  *   const { loss } = r.trainer.train(inputs, targets);

@@ -1,5 +1,5 @@
 /**
- * What `nl` does, as functions (the commander wiring is in nl.ts): build a run from a config, train
+ * What `nlearn` does, as functions (the commander wiring is in nl.ts): build a run from a config, train
  * with progress / validation / atomic checkpoints / metrics, evaluate, memorize, generate.
  *
  * Checkpoint layout in --out DIR:
@@ -395,7 +395,7 @@ export async function train(r: Run, ds: Dataset, opts: TrainOptions): Promise<{ 
   return { rows, stopped, checkpoint };
 }
 
-/** Files and folders `nl train` writes in a run directory (what --force moves aside). */
+/** Files and folders `nlearn train` writes in a run directory (what --force moves aside). */
 export function isRunFile(name: string): boolean {
   return name === LATEST_FILE || name === 'metrics.jsonl' || name === 'learning-curve.svg' || name === 'learning-curve.png' || CKPT_NAME.test(name) || /^\..+\.\d+-[0-9a-f]{12}\.(tmp|bak)$/.test(name);
 }
