@@ -57,11 +57,13 @@ function tryRequire(id: string): boolean {
   }
 }
 
-function loadWasm(wasmPaths?: string): void {
-  // Side-effect import: registers the 'wasm' backend factory with tfjs-core.
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
-  if (wasmPaths !== undefined && tf.findBackend('wasm') == null) wasm.setWasmPaths(wasmPaths);
+async function loadWasm(wasmPaths?: string): Promise<void> {
+  // Side-effect import: registers the 'wasm' backend factory with tfjs-core. A dynamic import, not
+  // require(): a require() of a tfjs package makes bundlers (esbuild) take the packages' CommonJS "main"
+  // builds, and a page bundle then holds two copies of tfjs-core (tensors without ops).
+  const mod = (await import('@tensorflow/tfjs-backend-wasm')) as typeof import('@tensorflow/tfjs-backend-wasm') & { default?: typeof import('@tensorflow/tfjs-backend-wasm') };
+  const setWasmPaths = mod.setWasmPaths ?? mod.default?.setWasmPaths;
+  if (wasmPaths !== undefined && tf.findBackend('wasm') == null && setWasmPaths) setWasmPaths(wasmPaths);
 }
 
 async function activate(name: string): Promise<boolean> {
@@ -92,7 +94,7 @@ export async function selectBackend(
       active = 'tensorflow';
       reason = `NL_BACKEND=tensorflow: using native libtensorflow from ${pkg}`;
     } else {
-      loadWasm(options.wasmPaths);
+      await loadWasm(options.wasmPaths);
       if (!(await activate('wasm'))) throw new Error('backend: tensorflow unavailable and wasm failed to initialise');
       active = 'wasm';
       reason = pkg
@@ -100,7 +102,7 @@ export async function selectBackend(
         : 'NL_BACKEND=tensorflow: neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed; fell back to wasm';
     }
   } else if (want === 'wasm') {
-    loadWasm(options.wasmPaths);
+    await loadWasm(options.wasmPaths);
     if (!(await activate('wasm'))) {
       throw new Error("backend: setBackend('wasm') returned false (is @tensorflow/tfjs-backend-wasm installed with its .wasm files?)");
     }
