@@ -228,6 +228,8 @@ export function generate(task: MadTask, r: () => number, s: TaskSizes, memMap: r
 /** Model sizes plus the short causal conv window given to every kind's block (see the file comment). */
 export interface ConvModelSizes extends ModelSizes {
   shortConv: number;
+  /** Fields merged into the block's mixer config (probes and ablations; e.g. { staticK: true }). */
+  mixer?: Record<string, unknown>;
 }
 
 /**
@@ -237,7 +239,10 @@ export interface ConvModelSizes extends ModelSizes {
 export function buildConvModel(kind: ModelKind, vocabSize: number, s: ConvModelSizes, lr: number, seed: number, trainerOpts: { segmentLength?: number } = {}): ModelRun {
   const block = (): ReturnType<typeof modelBlockSpec> => {
     const spec = modelBlockSpec(kind, s);
-    return { ...spec, config: { ...(spec.config ?? {}), shortConv: s.shortConv } };
+    const config = { ...(spec.config ?? {}), shortConv: s.shortConv } as Record<string, unknown>;
+    const mixer = config.mixer as { className: string; config?: Record<string, unknown> } | undefined;
+    if (s.mixer && mixer) config.mixer = { ...mixer, config: { ...(mixer.config ?? {}), ...s.mixer } };
+    return { ...spec, config };
   };
   const r = createLmRun({
     model: { vocabSize, dModel: s.dModel, blocks: Array.from({ length: s.numBlocks }, block) },

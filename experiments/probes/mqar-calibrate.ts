@@ -3,7 +3,8 @@
  * learning curve (mean over the in-range pair counts every `--every` steps) and prints the rows as JSON
  * lines (one per kind and pair count; the curve is on every row).
  *
- *   node -r ts-node/register/transpile-only experiments/probes/mqar-calibrate.ts --kinds deltanet,transformer --steps 3000 --every 250
+ *   node -r ts-node/register/transpile-only experiments/probes/mqar-calibrate.ts --kinds deltanet,transformer --steps 3000 --every 250 \
+ *     [--seed 1] [--mixer '{"staticK":true}']   (--mixer: fields merged into every kind's mixer config)
  */
 import { selectBackend } from '../../core/backend';
 import { mqar, type MqarConfig } from '../mqar';
@@ -21,7 +22,14 @@ async function main(): Promise<void> {
   const lr = Number(arg('lr', '0.003'));
   const seed = Number(arg('seed', '1'));
   for (const [name, v] of Object.entries({ steps, every, lr, seed })) if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name}: expected a positive number`);
-  const cfg: MqarConfig = { ...mqar.config('full'), kinds: arg('kinds', 'deltanet,transformer').split(',') as ModelKind[], steps, evalEvery: every, learningRate: lr, seeds: [1] };
+  let mixer: Record<string, unknown> | undefined;
+  try {
+    mixer = JSON.parse(arg('mixer', 'null')) ?? undefined;
+  } catch (e) {
+    throw new Error(`--mixer: not JSON: ${(e as Error).message}`);
+  }
+  const full = mqar.config('full');
+  const cfg: MqarConfig = { ...full, sizes: { ...full.sizes, ...(mixer ? { mixer } : {}) }, kinds: arg('kinds', 'deltanet,transformer').split(',') as ModelKind[], steps, evalEvery: every, learningRate: lr, seeds: [1] };
   const res = await mqar.run.call({ ...mqar, config: () => cfg }, { smoke: false, out: '', seed, log: (l) => process.stderr.write(`${l}\n`) });
   for (const r of res.rows) console.log(JSON.stringify({ ...r, lr, date: new Date().toISOString() }));
 }
