@@ -47,3 +47,32 @@ export function createPeriodicScheduler(levels: readonly LevelSpec[]): Scheduler
     fastestPeriod: () => (active.length ? active[0].period : 0),
   };
 }
+
+// ---------------------------------------------------------------------------------------------
+// Level clocks as plain functions: the rules every driver of in-context levels shares (NestedTrainer,
+// the CMS op of plugins/cms). Periods in tokens of the context, 0 = never; indices into `periods`.
+
+/** Levels that reach a boundary once `tokensSeen` tokens have been seen (period divides it; Eq. 71). */
+export function levelsAtBoundary(periods: readonly number[], tokensSeen: number): number[] {
+  if (tokensSeen <= 0) return [];
+  return periods.flatMap((p, l) => (p > 0 && tokensSeen % p === 0 ? [l] : []));
+}
+
+/** Levels with a non-empty pending chunk (tokens since their last update): what a flush applies. */
+export function levelsPending(periods: readonly number[], lastUpdateAt: readonly number[], tokensSeen: number): number[] {
+  return periods.flatMap((p, l) => (p > 0 && tokensSeen - lastUpdateAt[l] > 0 ? [l] : []));
+}
+
+/**
+ * Segment end points (context token counts) for the piece [start, end): every level boundary inside it,
+ * the multiples of `segmentLength` (default: the fastest period; none when every level is frozen) and
+ * `end`, ascending. Inside a segment every fast weight is constant.
+ */
+export function segmentCuts(periods: readonly number[], start: number, end: number, segmentLength?: number): number[] {
+  const marks = new Set<number>([end]);
+  const active = periods.filter((p) => p > 0);
+  for (const p of active) for (let t = (Math.floor(start / p) + 1) * p; t <= end; t += p) marks.add(t);
+  const seg = segmentLength ?? (active.length ? Math.min(...active) : 0);
+  if (seg > 0) for (let t = (Math.floor(start / seg) + 1) * seg; t < end; t += seg) marks.add(t);
+  return [...marks].sort((a, b) => a - b);
+}

@@ -29,6 +29,8 @@ import * as tf from '@tensorflow/tfjs';
 import {
   createPeriodicScheduler,
   disposeState,
+  levelsPending,
+  segmentCuts,
   validateGradientMode,
   type GradientMode,
   type InContextLearner,
@@ -598,11 +600,7 @@ export class NestedTrainer {
 
   /** Segment end points (context token counts) for the piece [start, end). */
   private cuts(start: number, end: number): number[] {
-    const marks = new Set<number>([end]);
-    for (const b of this.scheduler!.boundaries(start, end)) marks.add(b.token);
-    const seg = this.options.segmentLength ?? this.scheduler!.fastestPeriod();
-    if (seg > 0) for (let t = (Math.floor(start / seg) + 1) * seg; t < end; t += seg) marks.add(t);
-    return [...marks].sort((a, b) => a - b);
+    return segmentCuts(this.levelRefs.map((r) => r.spec.period), start, end, this.options.segmentLength);
   }
 
   /** Applies the updates of `ids` (level ids) to the session states, advancing their clocks. */
@@ -730,9 +728,8 @@ export class NestedTrainer {
       const segFired = [...ids];
       this.fire(s, ids, fired);
       if (cut === end && (flush ?? this.options.partialChunk === 'flush')) {
-        const pending = this.levelRefs
-          .filter((r) => r.spec.period > 0 && s!.tokensSeen - s!.lastUpdateAt.get(r.spec.id)! > 0)
-          .map((r) => r.spec.id);
+        const all = this.levelRefs.map((r) => r.spec.id);
+        const pending = levelsPending(this.levelRefs.map((r) => r.spec.period), all.map((id) => s!.lastUpdateAt.get(id)!), s.tokensSeen).map((l) => all[l]);
         this.fire(s, pending, fired);
         segFired.push(...pending);
       }
