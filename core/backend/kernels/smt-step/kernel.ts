@@ -1,7 +1,8 @@
 /**
  * The wasm kernel `NlSmtStableStep` (core/ops/fused-step.ts states the contract): one token of the 'stable'
  * self-modifying Titans mixer in one call of smt-step.wasm on the tfjs heap. Reads x, the weights and the
- * carried state in place, writes y and the running matrices after the token into new tensors.
+ * carried state in place (never writes them), writes y and the running matrices after the token into new
+ * tensors, and returns the snapshots as shared buffers (reference counted, like the project's Identity).
  */
 import * as tf from '@tensorflow/tfjs';
 import { FusedNonFiniteError, SMT_STABLE_STEP, type SmtStableStepAttrs } from '../../../ops/fused-step';
