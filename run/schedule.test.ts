@@ -62,7 +62,7 @@ describe('cli: training.schedule', function () {
       expect(await countOf(b)).to.equal(3); // restored from the checkpoint, not restarted at 0
       // the next factor both runs apply: schedule(3) of the closed form
       const s = readSchedule(runScheduleSpec(b.config.training)!.config.schedule);
-      expect(scheduleValue(s, 3)).to.be.closeTo(0.003 * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI / 4))), 1e-12);
+      expect(scheduleValue(s, 3)).to.be.closeTo(b.config.training.learningRate * (0.1 + 0.9 * 0.5 * (1 + Math.cos(Math.PI / 4))), 1e-12); // peak = the preset learningRate
       disposeRun(a);
       disposeRun(b);
       expect(tf.memory().numTensors).to.be.a('number');
