@@ -83,7 +83,7 @@ describe('nl CLI (integration)', function () {
     const rowsC = fs.readFileSync(path.join(c, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     expect(rowsC[0].loss).to.equal(rows[0].loss);
 
-    const ev = lastJson(await nl('eval', '--checkpoint', a, '--data', path.join(dir, 'corpus.txt'))); // a checkpoint's stored data.paths are read only when named
+    const ev = lastJson(await nl('eval', '--checkpoint', a, '--data', path.join(dir, 'corpus.txt'), '--batches', '1')); // a checkpoint's stored data.paths are read only when named; 1 batch (the whole split: traps.test.ts)
     expect(ev.bpb).to.be.greaterThan(0).and.lessThan(12);
     expect(Math.abs(ev.perplexity - Math.pow(2, ev.bpb))).to.be.lessThan(1e-6 * ev.perplexity);
 
@@ -141,7 +141,7 @@ describe('nl CLI (integration)', function () {
     expect(tr.step).to.equal(2);
     const merges = JSON.parse(fs.readFileSync(path.join(out, 'ckpt-2', 'tokenizer.json'), 'utf8')).merges;
     expect(merges.length).to.equal(300 - 256);
-    const ev = lastJson(await nl('eval', '--checkpoint', out, '--data', path.join(dir, 'corpus.txt')));
+    const ev = lastJson(await nl('eval', '--checkpoint', out, '--data', path.join(dir, 'corpus.txt'), '--batches', '1'));
     expect(ev.bytes).to.be.greaterThan(ev.tokens); // scored in bytes
     expect(ev.bpb).to.be.greaterThan(0);
     const gen = await nl('generate', '--checkpoint', out, '--prompt', 'Call me ', '--tokens', '6', '--temperature', '0');
