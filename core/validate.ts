@@ -9,6 +9,9 @@
  *    arrays of objects, and sub-layers given as {className, config} that the layer exposes as a property
  *    of the same name, e.g. NlResidualBlock's mixer / ffn). This refuses unknown keys for every layer
  *    class, first- or third-party, without the class listing its keys twice.
+ *  - `refuseUnreportedLayerArgs(layer, args, path)`: the same rule inside a layer's constructor (top-level
+ *    keys), so a config reaching `new cls(config)` by any road (tfjs deserialisation, direct construction)
+ *    is checked, not only configs passed through the registry.
  *  - `layerChunkSizes(layer)` / `layerLevelPeriods(layer)`: the chunk sizes (any numeric config key ending
  *    in 'chunkSize' / 'ChunkSize') and the in-context level periods (config.levels[i].period) a layer
  *    reports, for the cross-field checks of the chunked algorithms (checkChunkedBlock).
@@ -42,6 +45,26 @@ export function refuseUnknownKeys(obj: Record<string, unknown>, allowed: readonl
 
 /** Keys every tfjs layer accepts (base Layer args) besides its own config. */
 export const BASE_LAYER_KEYS: readonly string[] = ['name', 'trainable', 'dtype', 'inputShape', 'batchInputShape', 'batchSize', 'inputDType', 'weights', 'inputDim'];
+
+/** Constructor args of a tfjs layer that are not its own config: the base Layer args, plus `customObjects`
+ * (tfjs-layers adds it to a config when deserialising). */
+export const LAYER_ARG_KEYS: readonly string[] = [...BASE_LAYER_KEYS, 'customObjects'];
+
+/**
+ * For a layer's constructor, after it has resolved its options: refuses a key of `args` that the layer does
+ * not report in getConfig() and that is no tfjs Layer arg, naming `path.key` (a typo such as `chunkSzie` is
+ * an error, not a silent default; `new cls(config)` in tfjs deserialisation runs this too). Keys given as
+ * undefined are ignored. Nested options are the layer's own resolver's business (they name their paths).
+ */
+export function refuseUnreportedLayerArgs(layer: tf.layers.Layer, args: unknown, path: string): void {
+  if (!isPlainObject(args)) return;
+  const reported = Object.keys(layer.getConfig());
+  const own = reported.filter((k) => !BASE_LAYER_KEYS.includes(k));
+  for (const [k, v] of Object.entries(args)) {
+    if (v === undefined || LAYER_ARG_KEYS.includes(k) || reported.includes(k)) continue;
+    failAt(joinPath(path, k), `unknown key (allowed: ${own.join(', ') || 'none'})`);
+  }
+}
 
 const isLayerSpec = (v: unknown): v is { className: string; config?: unknown } => isPlainObject(v) && typeof v.className === 'string' && Object.keys(v).every((k) => k === 'className' || k === 'config');
 

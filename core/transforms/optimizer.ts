@@ -30,6 +30,7 @@ import {
 } from './transform';
 import { assertJson, checkOptions, copyJson, fail } from './validate';
 import { registerSerializable } from '../serialization';
+import { refuseUnknownKeys } from '../validate';
 
 const WHERE = 'NlTransformOptimizer';
 
@@ -274,7 +275,9 @@ export class NlTransformOptimizer extends tf.Optimizer {
     cls: tf.serialization.SerializableConstructor<T>,
     config: tf.serialization.ConfigDict,
   ): T {
-    // Only our two fields: tfjs-layers adds `customObjects` (class constructors) when deserialising.
+    // Only our two fields: tfjs-layers adds `customObjects` (class constructors) when deserialising; any
+    // other key (a typo) is refused with its path, as the constructor does.
+    refuseUnknownKeys(config, ['transform', 'config', 'customObjects'], WHERE);
     const own: JsonObject = { transform: config.transform as JsonValue };
     if (config.config !== undefined) own.config = config.config as JsonValue;
     return new cls(mapStrings(own, decodeString));

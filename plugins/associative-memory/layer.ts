@@ -11,7 +11,7 @@
  * Streaming: stream(x, state) carries M [B, dv, dk] across calls; call() starts from the initial memory.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BUILTIN_INNER_LOSSES, splitAxis0, stackAxis0, stopGradient, type InnerLoss, type StatefulSequenceLayer } from '../../core';
+import { refuseUnreportedLayerArgs, BUILTIN_INNER_LOSSES, splitAxis0, stackAxis0, stopGradient, type InnerLoss, type StatefulSequenceLayer } from '../../core';
 import { resolveAssociativeMemoryOptions, type AssociativeMemoryOptions, type ResolvedAssociativeMemoryOptions } from './config';
 import { matrixMemoryReadOne, matrixMemoryWrite } from './matrix-memory';
 import { assertMatrixMemoryState, type MatrixMemoryState } from './state';
@@ -55,6 +55,7 @@ export class NlAssociativeMemory extends tf.layers.Layer implements StatefulSequ
     this.wq = this.wk = this.wv = this.wo = null;
     this.bq = this.bk = this.bv = this.bo = null;
     this.memoryInit = null;
+    refuseUnreportedLayerArgs(this, args, 'NlAssociativeMemory');
   }
 
   /** Error-message prefix: class and layer name. */

@@ -32,6 +32,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ContextGradientTarget, ContextLevelInfo, InContextLearner } from '../../core';
+import { refuseUnreportedLayerArgs } from '../../core';
 import { cmsOptionsToJson, resolveCmsOptions, type CmsOptions, type ResolvedCmsOptions } from './config';
 import {
   cmsAccumulate,
@@ -68,6 +69,7 @@ export class NlContinuumMemorySystem extends tf.layers.Layer implements InContex
     this.inputDim = null;
     this.vars = {};
     this.mix = null;
+    refuseUnreportedLayerArgs(this, args, 'NlContinuumMemorySystem');
   }
 
   private get where(): string {

@@ -7,6 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { MemoryState, StatefulSequenceLayer } from '../../core';
+import { refuseUnreportedLayerArgs } from '../../core';
 import { bool, dense3, fail, posInt, posNum, type BaseLayerArgs, type Init } from './util';
 
 export interface CausalAttentionArgs extends BaseLayerArgs {
@@ -66,6 +67,7 @@ export class NlCausalAttention extends tf.layers.Layer implements StatefulSequen
     this.ropeBase = posNum(args.ropeBase, `${p}.ropeBase`, 10000);
     this.dModel = args.dModel == null ? null : posInt(args.dModel, `${p}.dModel`);
     this.w = {};
+    refuseUnreportedLayerArgs(this, args, p);
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
@@ -169,6 +171,7 @@ export class NlGatedMlp extends tf.layers.Layer {
     this.expansion = posNum(args.expansion, `${p}.expansion`, 8 / 3);
     this.hidden = this.hiddenArg;
     this.w = {};
+    refuseUnreportedLayerArgs(this, args, p);
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {

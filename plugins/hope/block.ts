@@ -12,6 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
+  refuseUnreportedLayerArgs,
   catalog,
   isInContextLearner,
   isStatefulSequenceLayer,
@@ -143,6 +144,7 @@ export class NlResidualBlock extends tf.layers.Layer implements InContextLearner
     if (!Number.isInteger(sc) || sc < 0) fail(`${p}.shortConv`, `must be an integer >= 0 (0 = none), got ${JSON.stringify(args.shortConv)}`);
     this.shortConv = sc;
     this.convKernel = null;
+    refuseUnreportedLayerArgs(this, args, p);
   }
 
   /** Short-conv window when the config gives none. */

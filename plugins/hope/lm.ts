@@ -5,7 +5,7 @@
  * token by token (O(1) per token for recurrent blocks, O(context) for attention's KV cache).
  */
 import * as tf from '@tensorflow/tfjs';
-import { NestedModel, disposeStates, seededRandom, withSeededRandom, type StageStates } from '../../core';
+import { refuseUnreportedLayerArgs, NestedModel, disposeStates, seededRandom, withSeededRandom, type StageStates } from '../../core';
 import { createSubLayer, type LayerSpec } from './block';
 import { bool, fail, posInt, posNum, rmsNorm, type BaseLayerArgs } from './util';
 
@@ -31,6 +31,7 @@ export class NlTokenEmbedding extends tf.layers.Layer {
     this.dModel = posInt(args?.dModel, `${p}.dModel`);
     this.initStd = posNum(args?.initStd, `${p}.initStd`, 0.02);
     this.table = null;
+    refuseUnreportedLayerArgs(this, args, p);
   }
 
   override build(): void {
@@ -92,6 +93,7 @@ export class NlLmHead extends tf.layers.Layer {
     this.scale = null;
     this.kernel = null;
     this.embedding = null;
+    refuseUnreportedLayerArgs(this, args, p);
   }
 
   /** Shares the embedding table (tied head): logits = h E^T. */

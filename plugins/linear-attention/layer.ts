@@ -12,6 +12,7 @@
  * once per token. Gradients flow through the writes (the training signal of the projections).
  */
 import * as tf from '@tensorflow/tfjs';
+import { refuseUnreportedLayerArgs } from '../../core';
 import {
   headWidthFromModel,
   type Initializer,
@@ -148,6 +149,7 @@ export class NlLinearAttention extends tf.layers.Layer {
     this.keyDimResolved = this.cfg.keyDim;
     this.valueDimResolved = this.cfg.valueDim;
     this.vars = {};
+    refuseUnreportedLayerArgs(this, args, 'NlLinearAttention');
   }
 
   /** The resolved config (dModel, keyDim, valueDim filled in once built). */

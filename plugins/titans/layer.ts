@@ -13,6 +13,7 @@
  * across contexts); the inner level writes the memory once per token (chunk-parallel).
  */
 import * as tf from '@tensorflow/tfjs';
+import { refuseUnreportedLayerArgs } from '../../core';
 import { getInnerLoss } from '../../core/inner-loss';
 import { sliceView } from '../../core/ops/tensor-util';
 import { headDimOf, resolveTitansConfig, type ResolvedTitansConfig, type TitansMemoryArgs } from './config';
@@ -234,6 +235,7 @@ export class NlTitansMemory extends tf.layers.Layer {
     this.cfg = resolveTitansConfig(args);
     this.dModelResolved = this.cfg.dModel;
     this.vars = {};
+    refuseUnreportedLayerArgs(this, args, 'NlTitansMemory');
   }
 
   /** Options of the functional form (needs dModel: given or built). */
