@@ -72,7 +72,8 @@ describe('package entry points (issue 15)', () => {
     }
     const impostor = definePlugin({ name: 'impostor', version: '1.0.0', layers: [Impostor] }); // no throw at import time
     expect(map.NlTitansMemory?.[0]).to.equal(NlTitansMemory);
-    expect(() => createRuntime({ plugins: [impostor] })).to.throw(/class name 'NlTitansMemory' of plugin 'impostor' is already registered with tfjs by plugin 'titans' \(a different class\)/);
+    // (with tfjs: no runtime loaded titans yet in this process; else the catalogue names the same owner first)
+    expect(() => createRuntime({ plugins: [impostor] })).to.throw(/class name 'NlTitansMemory' of plugin 'impostor' is already registered (with tfjs )?by plugin 'titans'/);
   });
 
   it('the main entry, core, core/io, the registry and every plugin bundle for a page (esbuild, platform browser)', async function () {
