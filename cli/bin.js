@@ -34,7 +34,9 @@ function main() {
     );
     process.exit(1);
   }
-  const missing = missingCliPeers(require(path.join(root, 'package.json')), (name) => require.resolve(name, { paths: [root] }));
+  // An installed package always has its package.json; without one (a bare copy of bin.js) there is nothing to check against.
+  const pkgPath = path.join(root, 'package.json');
+  const missing = fs.existsSync(pkgPath) ? missingCliPeers(require(pkgPath), (name) => require.resolve(name, { paths: [root] })) : [];
   if (missing.length > 0) {
     console.error(
       `nlearn: the command line needs packages that a library-only install leaves out (optional peer dependencies): ` +
