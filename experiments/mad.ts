@@ -16,6 +16,7 @@
  * missing convolution, not the mixers.
  */
 import { createLmRun } from '../run';
+import type { LayerSpec } from '../plugins/hope';
 import * as tf from '@tensorflow/tfjs';
 import { disposeModel, evalBatch, leftPad, maskedCrossEntropy, modelBlockSpec, randInt, rng, trainStep, withSeededRandom, type ModelKind, type ModelRun, type ModelSizes } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
@@ -230,6 +231,10 @@ export interface ConvModelSizes extends ModelSizes {
   shortConv: number;
   /** Fields merged into the block's mixer config (probes and ablations; e.g. { staticK: true }). */
   mixer?: Record<string, unknown>;
+  /** Replaces the block's whole mixer spec (probes: e.g. a self-modifying Titans in a DeltaNet block); `mixer` is merged after. */
+  mixerSpec?: LayerSpec;
+  /** Replaces the block's ffn spec (probes: e.g. a gated MLP in a HOPE block instead of the CMS). */
+  ffn?: LayerSpec;
 }
 
 /**
@@ -240,6 +245,8 @@ export function buildConvModel(kind: ModelKind, vocabSize: number, s: ConvModelS
   const block = (): ReturnType<typeof modelBlockSpec> => {
     const spec = modelBlockSpec(kind, s);
     const config = { ...(spec.config ?? {}), shortConv: s.shortConv } as Record<string, unknown>;
+    if (s.mixerSpec) config.mixer = s.mixerSpec;
+    if (s.ffn) config.ffn = s.ffn;
     const mixer = config.mixer as { className: string; config?: Record<string, unknown> } | undefined;
     if (s.mixer && mixer) config.mixer = { ...mixer, config: { ...(mixer.config ?? {}), ...s.mixer } };
     return { ...spec, config };

@@ -5,10 +5,13 @@
  *
  *   node -r ts-node/register/transpile-only experiments/probes/mqar-calibrate.ts --kinds deltanet,transformer --steps 3000 --every 250 \
  *     [--seed 1] [--mixer '{"staticK":true}']   (--mixer: fields merged into every kind's mixer config)
+ *     [--mixer-spec '{"className":"NlSelfModifyingTitans","config":{"numHeads":2,"chunkSize":8,"memChunkSize":8}}'] (replaces the mixer)
+ *     [--ffn '{"className":"NlGatedMlp","config":{"expansion":2.6667}}']   (replaces the block's ffn)
  */
 import { selectBackend } from '../../core/backend';
 import { mqar, type MqarConfig } from '../mqar';
 import type { ModelKind } from '../models';
+import type { LayerSpec } from '../../plugins/hope';
 
 function arg(name: string, dflt: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -22,16 +25,21 @@ async function main(): Promise<void> {
   const lr = Number(arg('lr', '0.003'));
   const seed = Number(arg('seed', '1'));
   for (const [name, v] of Object.entries({ steps, every, lr, seed })) if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name}: expected a positive number`);
-  let mixer: Record<string, unknown> | undefined;
-  try {
-    mixer = JSON.parse(arg('mixer', 'null')) ?? undefined;
-  } catch (e) {
-    throw new Error(`--mixer: not JSON: ${(e as Error).message}`);
-  }
+  const json = (flag: string): Record<string, unknown> | undefined => {
+    try {
+      return JSON.parse(arg(flag, 'null')) ?? undefined;
+    } catch (e) {
+      throw new Error(`--${flag}: not JSON: ${(e as Error).message}`);
+    }
+  };
+  const mixer = json('mixer');
+  const mixerSpec = json('mixer-spec') as LayerSpec | undefined;
+  const ffn = json('ffn') as LayerSpec | undefined;
   const full = mqar.config('full');
-  const cfg: MqarConfig = { ...full, sizes: { ...full.sizes, ...(mixer ? { mixer } : {}) }, kinds: arg('kinds', 'deltanet,transformer').split(',') as ModelKind[], steps, evalEvery: every, learningRate: lr, seeds: [1] };
+  const cfg: MqarConfig = { ...full, sizes: { ...full.sizes, ...(mixer ? { mixer } : {}), ...(mixerSpec ? { mixerSpec } : {}), ...(ffn ? { ffn } : {}) }, kinds: arg('kinds', 'deltanet,transformer').split(',') as ModelKind[], steps, evalEvery: every, learningRate: lr, seeds: [1] };
   const res = await mqar.run.call({ ...mqar, config: () => cfg }, { smoke: false, out: '', seed, log: (l) => process.stderr.write(`${l}\n`) });
-  for (const r of res.rows) console.log(JSON.stringify({ ...r, lr, date: new Date().toISOString() }));
+  const patch = { ...(mixer ? { mixer } : {}), ...(mixerSpec ? { mixerSpec } : {}), ...(ffn ? { ffn } : {}) };
+  for (const r of res.rows) console.log(JSON.stringify({ ...r, lr, ...patch, date: new Date().toISOString() }));
 }
 
 main().catch((e: unknown) => {
