@@ -13,6 +13,6 @@ export { dgd, type DgdConfig } from './dgd';
 export { m3, M3_MOMENTA, M3_PRECONDITIONS, type M3Momentum, type M3Precondition, type M3Config } from './m3';
 export { toyRun, toyRunFloat64, toyPsi64, type Toy64Optimizer, type ToyConfig, type ToyResult } from './toy';
 export {
-  newtonSchulz, newtonSchulzBatch, newtonSchulzMany, NS_COEFFS, adamStep, PRECONDITIONER_KINDS, learnedPreconditionerLoss,
+  newtonSchulz, newtonSchulzBatch, newtonSchulzMany, setFusedNewtonSchulz, NS_COEFFS, adamStep, PRECONDITIONER_KINDS, learnedPreconditionerLoss,
   type PreconditionerKind, type AdamParams,
 } from './util';

@@ -11,6 +11,8 @@ import * as tf from '@tensorflow/tfjs';
 import { type JsonValue, type NamedTensors, stateKey } from '../../core';
 import { splitAxis0 } from '../../core/ops/tensor-util';
 import { fail, numberField, oneOfField } from '../../core/transforms/validate';
+import { fusedKernelUsable } from '../../core/ops/fused-step';
+import { NEWTON_SCHULZ_KERNEL, type NewtonSchulzAttrs } from '../../core/transforms/newton-schulz-kernel';
 
 /** The state tensor at `key`; a clear error when init was not called for that parameter. */
 export function need(state: NamedTensors, key: string, who: string): tf.Tensor {
@@ -40,6 +42,30 @@ export function asMatrix(x: tf.Tensor, vector: VectorView): tf.Tensor2D {
 /** Quintic Newton-Schulz coefficients (Jordan et al.'s Muon): fast convergence of the singular values towards ~1. */
 export const NS_COEFFS: readonly [number, number, number] = [3.4445, -4.775, 2.0315];
 
+let fusedNs = true;
+
+/**
+ * Whether Newton-Schulz may use the backend's fused kernel (`NlNewtonSchulz`, core/transforms/
+ * newton-schulz-kernel.ts; on wasm the whole iteration per matrix in one gemm.wasm call) when it is
+ * registered and no gradient tape records. false: always the op path below (the reference; for tests and
+ * same-process A/B benchmarks). Returns the previous setting.
+ */
+export function setFusedNewtonSchulz(enabled: boolean): boolean {
+  const previous = fusedNs;
+  fusedNs = enabled;
+  return previous;
+}
+
+/** The fused kernel on xs (each [r, c] or [n, r, c]), or null when it is not usable here. */
+function fusedNewtonSchulz(xs: tf.Tensor[], steps: number, eps: number): tf.Tensor[] | null {
+  if (!fusedNs || xs.length === 0 || !fusedKernelUsable(NEWTON_SCHULZ_KERNEL)) return null;
+  if (xs.some((x) => x.dtype !== 'float32')) return null;
+  const [a, b, c] = NS_COEFFS;
+  const attrs: NewtonSchulzAttrs = { steps, a, b, c, eps };
+  const out = tf.engine().runKernel(NEWTON_SCHULZ_KERNEL, xs as unknown as tf.NamedTensorMap, attrs as unknown as tf.NamedAttrMap);
+  return Array.isArray(out) ? out : [out];
+}
+
 /**
  * Approximate orthogonalisation U V^T of G = U S V^T (Eqs. 42-44, 52) by the quintic iteration
  *   X <- a X + (b A + c A^2) X,  A = X X^T        (wide or square: A is [r, r])
@@ -59,6 +85,8 @@ export function newtonSchulz(g: tf.Tensor2D, steps: number, eps = 1e-7): tf.Tens
  */
 export function newtonSchulzBatch(g: tf.Tensor3D, steps: number, eps = 1e-7): tf.Tensor3D {
   return tf.tidy(() => {
+    const fused = fusedNewtonSchulz([g], steps, eps);
+    if (fused !== null) return fused[0] as tf.Tensor3D;
     const [, r, c] = g.shape;
     const tall = r > c;
     const norm = tf.sqrt(tf.sum(tf.square(g), [1, 2], true)); // [n, 1, 1] Frobenius norms
@@ -80,6 +108,9 @@ export function newtonSchulzBatch(g: tf.Tensor3D, steps: number, eps = 1e-7): tf
  */
 export function newtonSchulzMany(xs: tf.Tensor2D[], steps: number, eps = 1e-7): tf.Tensor2D[] {
   return tf.tidy(() => {
+    // Fused kernel: every matrix in one call, no stacking or splitting.
+    const fused = fusedNewtonSchulz(xs, steps, eps);
+    if (fused !== null) return fused as tf.Tensor2D[];
     const out: tf.Tensor2D[] = new Array(xs.length);
     const groups = new Map<string, number[]>();
     xs.forEach((x, i) => {
@@ -121,7 +152,11 @@ export function nsMatrixShape(shape: readonly number[], batchAxis: boolean): [nu
  */
 export function newtonSchulzParams(xs: tf.Tensor[], steps: number, batchAxis: boolean): tf.Tensor[] {
   if (!batchAxis) return newtonSchulzMany(xs.map((x) => asMatrix(x, 'row')), steps).map((o, i) => tf.reshape(o, xs[i].shape));
-  return xs.map((x) => tf.reshape(newtonSchulzBatch(tf.reshape(x, [x.shape[0], ...nsMatrixShape(x.shape, true)]) as tf.Tensor3D, steps), x.shape));
+  return tf.tidy(() => {
+    const batches = xs.map((x) => tf.reshape(x, [x.shape[0], ...nsMatrixShape(x.shape, true)]) as tf.Tensor3D);
+    const fused = fusedNewtonSchulz(batches, steps, 1e-7); // all tensors in one call
+    return (fused ?? batches.map((x) => newtonSchulzBatch(x, steps))).map((o, i) => tf.reshape(o, xs[i].shape));
+  });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,6 +13,8 @@
  *                              missing conv gradients (conv1d/conv2d/depthwise layers train)
  *   NlSmtStableStep            fused single-token step of the 'stable' self-modifying Titans (smt-step/;
  *                              core/ops/fused-step.ts; off with NL_SMT_FUSED=off or setSmtStepEnabled(false))
+ *   NlNewtonSchulz             the whole Newton-Schulz iteration per matrix in one gemm.wasm call (Muon, M3;
+ *                              core/transforms/newton-schulz-kernel.ts; plugins/optimizers setFusedNewtonSchulz)
  * cpu:
  *   UnsortedSegmentSum         O(n) instead of one mask tensor per segment (same values)
  * Other backends: nothing registered.
@@ -35,6 +37,8 @@ import { makeBlockGather } from './gather';
 import { asWasmBackend } from './wasm-internals';
 import { SMT_STABLE_STEP } from '../../ops/fused-step';
 import { smtStableStepWasm, smtStepLoads, smtStepSwitch } from './smt-step/kernel';
+import { NEWTON_SCHULZ_KERNEL } from '../../transforms/newton-schulz-kernel';
+import { newtonSchulzLoads, newtonSchulzWasm } from './newton-schulz';
 
 const REPLACED: unique symbol = Symbol.for('nested-learning/project-kernel/replaced');
 
@@ -118,6 +122,16 @@ const WASM_KERNELS: readonly KernelSpec[] = [
       const instance = tf.findBackend('wasm');
       if (!smtStepSwitch.enabled || instance == null || !smtStepLoads(instance)) return null;
       return { kernelName: SMT_STABLE_STEP, backendName: 'wasm', kernelFunc: smtStableStepWasm as unknown as tf.KernelFunc };
+    },
+  },
+  {
+    // Added only when gemm.wasm loads into this backend: plugins/optimizers picks the fused Newton-Schulz by
+    // the kernel's presence (core/ops/fused-step.ts fusedKernelUsable).
+    kernelName: NEWTON_SCHULZ_KERNEL,
+    build: () => {
+      const instance = tf.findBackend('wasm');
+      if (instance == null || !newtonSchulzLoads(instance)) return null;
+      return { kernelName: NEWTON_SCHULZ_KERNEL, backendName: 'wasm', kernelFunc: newtonSchulzWasm as unknown as tf.KernelFunc };
     },
   },
 ];

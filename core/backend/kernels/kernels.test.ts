@@ -23,6 +23,7 @@ const ALL_KERNELS = [
   'DepthwiseConv2dNativeBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput',
   ...(process.env.NL_SMT_FUSED === 'off' ? [] : ['NlSmtStableStep']), // smt-step/ (escape hatch: NL_SMT_FUSED=off)
+  'NlNewtonSchulz', // newton-schulz.ts (gemm.wasm's newton_schulz)
 ];
 
 /** Deterministic values in [-1, 1) (mulberry32), so both backends see identical inputs. */

@@ -189,8 +189,12 @@ static inline __attribute__((always_inline)) void micro(
 #define KC 256
 #define MC 64
 
-/* One slice: out[m, n] = op(A)[m, k] @ op(B)[k, n] from the packed panels of op(B). */
-static void slice_product(const f32 *a, const f32 *packed, f32 *out, int m, int k, int n, int transA) {
+/*
+ * One slice: out[m, n] = op(A)[m, k] @ op(B)[k, n] from the packed panels of op(B). With `upper`
+ * (a product known to be symmetric, m == n) only the tiles that hold some out[i, j] with i <= j are
+ * computed (rows below j0 + 8 for panel j0); the caller mirrors the rest (mirror_upper).
+ */
+static void slice_product(const f32 *a, const f32 *packed, f32 *out, int m, int k, int n, int transA, int upper) {
   const int rs = transA ? 1 : k;
   const int cs = transA ? m : 1;
   const int panels = (n + NR - 1) / NR;
@@ -198,12 +202,13 @@ static void slice_product(const f32 *a, const f32 *packed, f32 *out, int m, int 
     const int kc = k - p0 < KC ? k - p0 : KC;
     const int acc = p0 > 0;
     for (int i0 = 0; i0 < m; i0 += MC) {
-      const int i1 = m - i0 < MC ? m : i0 + MC;
+      const int i1all = m - i0 < MC ? m : i0 + MC;
       for (int q = 0; q < panels; q++) {
         const f32 *panel = packed + (intptr_t)q * k * NR + (intptr_t)p0 * NR;
         const int j0 = q * NR;
         const int cols = n - j0 < NR ? n - j0 : NR;
         const f32 *ap = a + (intptr_t)p0 * cs;
+        const int i1 = upper && j0 + NR < i1all ? (j0 + NR > i0 ? j0 + NR : i0) : i1all;
         int i = i0;
         for (; i + MR <= i1; i += MR) micro(4, kc, ap + (intptr_t)i * rs, rs, cs, panel, out + (intptr_t)i * n + j0, n, cols, acc);
         switch (i1 - i) {
@@ -255,9 +260,9 @@ __attribute__((export_name("gemm_batched"))) void gemm_batched(
         transpose_slice(as, aPacked, k, m);
         packedA = aIdx[ob];
       }
-      slice_product(aPacked, scratch, out + ob * oSlice, m, k, n, 0);
+      slice_product(aPacked, scratch, out + ob * oSlice, m, k, n, 0, 0);
     } else {
-      slice_product(as, scratch, out + ob * oSlice, m, k, n, transA);
+      slice_product(as, scratch, out + ob * oSlice, m, k, n, transA, 0);
     }
   }
 }
@@ -311,5 +316,99 @@ static void transpose_slice(const f32 *s, f32 *d, int rows, int cols) {
 __attribute__((export_name("transpose_last2"))) void transpose_last2(const f32 *src, f32 *dst, int batch, int rows, int cols) {
   for (int bt = 0; bt < batch; bt++) {
     transpose_slice(src + (intptr_t)bt * rows * cols, dst + (intptr_t)bt * rows * cols, rows, cols);
+  }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Newton-Schulz orthogonalisation of one matrix (plugins/optimizers/util.ts newtonSchulzBatch is the
+ * reference; the same operations in the same order, so the results agree up to float rounding):
+ *   X0 = G / (||G||_F + eps)
+ *   wide or square (r <= c): A = X X^T [r, r];  P = b A + c A A;  X <- a X + P X
+ *   tall (r > c):            A = X^T X [c, c];  P = b A + c A A;  X <- a X + X P
+ * A and A A are symmetric, so only their upper tiles are computed and the rest is mirrored (bit-exact:
+ * out[i, j] and out[j, i] are the same products summed in the same order). Each product packs op(B) into
+ * panels and runs slice_product; the element-wise parts are SIMD loops in the same operation order as
+ * the reference's kernels (fl(fl(b A) + fl(c A A)), fl(fl(a X) + fl(P X))).
+ */
+
+static inline int pad4(int x) { return (x + 3) & ~3; }
+static inline int pad8(int x) { return (x + NR - 1) / NR * NR; }
+
+/* Floats of scratch newton_schulz needs for an [r, c] matrix: B panels, A, A A (or P) and one X buffer. */
+__attribute__((export_name("ns_scratch_floats"))) int ns_scratch_floats(int r, int c) {
+  const int s = r <= c ? r : c;
+  const int l = r <= c ? c : r;
+  return pad8(s) * pad8(l) + 2 * pad4(s * s) + pad4(r * c);
+}
+
+/* out[m, n] = op(A) @ op(B) (B stored [k, n], or [n, k] with transB); upper: symmetric, mirrored. */
+static void ns_product(const f32 *a, const f32 *b, f32 *out, int m, int k, int n, int transA, int transB, int upper, f32 *panels) {
+  const int np = (n + NR - 1) / NR;
+  for (int q = 0; q < np; q++) pack_panel(b, panels + (intptr_t)q * k * NR, k, n, q * NR, transB);
+  slice_product(a, panels, out, m, k, n, transA, upper);
+  if (upper) {
+    for (int i = 1; i < m; i++) {
+      for (int j = 0; j < i; j++) out[(intptr_t)i * n + j] = out[(intptr_t)j * n + i];
+    }
+  }
+}
+
+/* dst[i] = fl(fl(alpha x[i]) + fl(beta y[i])) (beta_is_one: + y[i]) for i < len; dst may be x or y. */
+static void ns_axpby(f32 *dst, const f32 *x, const f32 *y, int len, f32 alpha, f32 beta, int beta_is_one) {
+  const v128_t va = wasm_f32x4_splat(alpha);
+  const v128_t vb = wasm_f32x4_splat(beta);
+  int i = 0;
+  for (; i + 4 <= len; i += 4) {
+    v128_t ax = wasm_f32x4_mul(wasm_v128_load(x + i), va);
+    v128_t yy = wasm_v128_load(y + i);
+    if (!beta_is_one) yy = wasm_f32x4_mul(yy, vb);
+    wasm_v128_store(dst + i, wasm_f32x4_add(ax, yy));
+  }
+  for (; i < len; i++) {
+    const f32 ax = x[i] * alpha;
+    dst[i] = ax + (beta_is_one ? y[i] : y[i] * beta);
+  }
+}
+
+/*
+ * out[r, c] = NS_steps(x[r, c]) with coefficients (ca, cb, cc) and eps; x is only read (it may equal out).
+ * scratch: ns_scratch_floats(r, c) floats, 16-byte aligned.
+ */
+__attribute__((export_name("newton_schulz"))) void newton_schulz(
+    const f32 *x, f32 *out, int r, int c, int steps, f32 ca, f32 cb, f32 cc, f32 eps, f32 *scratch) {
+  const int tall = r > c;
+  const int s = tall ? c : r;
+  const int l = tall ? r : c;
+  const int size = r * c;
+  f32 *panels = scratch;
+  f32 *gram = panels + (intptr_t)pad8(s) * pad8(l);
+  f32 *poly = gram + pad4(s * s);
+  f32 *tmp = poly + pad4(s * s);
+  /* Frobenius norm: float32 partial sums in 4 lanes. */
+  v128_t acc = wasm_f32x4_splat(0.0f);
+  int i = 0;
+  for (; i + 4 <= size; i += 4) {
+    v128_t v = wasm_v128_load(x + i);
+    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(v, v));
+  }
+  f32 sum = (wasm_f32x4_extract_lane(acc, 0) + wasm_f32x4_extract_lane(acc, 1)) +
+            (wasm_f32x4_extract_lane(acc, 2) + wasm_f32x4_extract_lane(acc, 3));
+  for (; i < size; i++) sum += x[i] * x[i];
+  const f32 denom = wasm_f32x4_extract_lane(wasm_f32x4_sqrt(wasm_f32x4_splat(sum)), 0) + eps;
+  /* Ping-pong between out and tmp so that the last step writes out. */
+  f32 *cur = steps % 2 == 1 ? tmp : out;
+  const v128_t vd = wasm_f32x4_splat(denom);
+  for (i = 0; i + 4 <= size; i += 4) wasm_v128_store(cur + i, wasm_f32x4_div(wasm_v128_load(x + i), vd));
+  for (; i < size; i++) cur[i] = x[i] / denom;
+  for (int it = 0; it < steps; it++) {
+    f32 *nxt = cur == out ? tmp : out;
+    if (tall) ns_product(cur, cur, gram, s, l, s, 1, 0, 1, panels); /* X^T X: X stored [k = r, m = c] */
+    else ns_product(cur, cur, gram, s, l, s, 0, 1, 1, panels);      /* X X^T: B = X stored [n = r, k = c] */
+    ns_product(gram, gram, poly, s, s, s, 0, 0, 1, panels);          /* A A */
+    ns_axpby(poly, gram, poly, s * s, cb, cc, 0);                     /* P = b A + c A A */
+    if (tall) ns_product(cur, poly, nxt, r, c, c, 0, 0, 0, panels);   /* X P */
+    else ns_product(poly, cur, nxt, r, r, c, 0, 0, 0, panels);        /* P X */
+    ns_axpby(nxt, cur, nxt, size, ca, 1.0f, 1);                       /* a X + (.) */
+    cur = nxt;
   }
 }

@@ -16,6 +16,8 @@ interface GemmExports {
     m: number, k: number, n: number, transA: number, transB: number, packA: number, scratch: number,
   ): void;
   transpose_last2(src: number, dst: number, batch: number, rows: number, cols: number): void;
+  ns_scratch_floats(r: number, c: number): number;
+  newton_schulz(x: number, out: number, r: number, c: number, steps: number, a: number, b: number, cc: number, eps: number, scratch: number): void;
   __stack_pointer: { value: number };
 }
 
