@@ -98,12 +98,15 @@ export function muon(config: MuonConfig, path = 'muon'): GradientTransform {
           next[key] = m;
           reads.push({ n, read: nesterov ? tf.add(g, tf.mul(m, beta)) : m });
         }
-        // sigma(m(u)), Eq. 52: Newton-Schulz of all matrices at once, same-shaped ones batched.
-        const dirs = orthogonalizeMany(reads.map((e) => e.read), nsSteps, scale);
+        // sigma(m(u)), Eq. 52: Newton-Schulz of all matrices at once (one fused kernel call where the backend
+        // has it, else same-shaped ones batched).
+        const mats = reads.map((e) => asMatrix(e.read, 'row'));
+        const os = newtonSchulzMany(mats, nsSteps);
         reads.forEach((e, i) => {
-          let dir = dirs[i];
-          if (wd > 0) dir = tf.add(dir, tf.mul(params[e.n], wd));
-          updates[e.n] = tf.mul(dir, -lr);
+          const s = orthoScale(scale, mats[i].shape[0], mats[i].shape[1]);
+          const o = tf.reshape(os[i], e.read.shape);
+          // -lr (s O + wd W); without decay one multiply by -lr s
+          updates[e.n] = wd > 0 ? tf.mul(tf.add(tf.mul(o, s), tf.mul(params[e.n], wd)), -lr) : tf.mul(o, -lr * s);
         });
         return { updates, state: next };
       }),
