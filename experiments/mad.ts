@@ -266,6 +266,8 @@ export interface MadConfig {
   sizes: ConvModelSizes;
   task: TaskSizes;
   learningRate: number;
+  /** Adam learning rate of the kinds that do not use `learningRate` (chosen per kind on a calibration grid; stated in the notes). */
+  learningRateByKind?: Partial<Record<ModelKind, number>>;
   /** Training steps of every task without an entry in `stepsByTask`. */
   steps: number;
   /** Per-task budget (calibrated: the smallest tried budget at which a baseline learns the task; see FULL). */
@@ -278,6 +280,11 @@ export interface MadConfig {
   seeds: number[];
   /** Kinds run on the first N seeds only (slow or reference rows; stated in the notes). */
   seedsByKind?: Partial<Record<ModelKind, number>>;
+}
+
+/** Adam learning rate of a kind under a config. */
+export function lrOf(cfg: { learningRate: number; learningRateByKind?: Partial<Record<ModelKind, number>> }, kind: ModelKind): number {
+  return cfg.learningRateByKind?.[kind] ?? cfg.learningRate;
 }
 
 /** Training steps of a task under a config. */
@@ -317,6 +324,9 @@ const FULL: MadConfig = {
   // (Transformer 0.90 at 750; DeltaNet 0.76 at 1000, 0.84 at 3000, still rising), memorization 500 (both 1.00 at
   // 250), compression 1000 (Transformer 0.96 at 500, 1.00 at 1000).
   learningRate: 3e-3,
+  // HOPE at 1e-2 (probe 2026-12-06, MQAR seeds 1-2, docs/results/hope-lr-probe-2026-12-06.jsonl: at 3e-3 its self-modifying
+  // Titans learned the binding on 0/2 seeds in 1000 steps, at 1e-2 on 2/2; DeltaNet is better at 3e-3: 0.975 vs 0.953).
+  learningRateByKind: { hope: 1e-2 },
   steps: 3000,
   stepsByTask: { 'in-context-recall': 3000, 'fuzzy-recall': 1000, 'selective-copying': 1000, memorization: 500, compression: 1000 },
   batchSize: 16,
@@ -351,7 +361,7 @@ export async function runTask(task: MadTask, kind: ModelKind, cfg: MadConfig, se
   const test = Array.from({ length: cfg.testSequences }, () => generate(task, tr, cfg.task, memMap));
   const dr = rng(seed * 32452843 + ti); // same training sequences for every kind
   const steps = stepsOf(cfg, task);
-  const m = buildConvModel(kind, vocab, cfg.sizes, cfg.learningRate, seed);
+  const m = buildConvModel(kind, vocab, cfg.sizes, lrOf(cfg, kind), seed);
   const testAccuracy = async (): Promise<number> => {
     let c = 0;
     let n = 0;
@@ -386,6 +396,7 @@ export async function runTask(task: MadTask, kind: ModelKind, cfg: MadConfig, se
       seed,
       params: m.params,
       steps,
+      lr: lrOf(cfg, kind),
       finalTrainLoss: +loss.toFixed(4),
       accuracy: +accuracy.toFixed(3),
       chance: +(1 / answers.length).toFixed(3),
@@ -479,11 +490,11 @@ export async function runMad(cfg: MadConfig, opts: RunOpts): Promise<ExperimentR
   const s = cfg.sizes;
   return {
     rows,
-    columns: ['task', 'kind', 'seed', 'params', 'steps', 'finalTrainLoss', 'accuracy', 'chance', 'trainSeconds', 'curve'],
+    columns: ['task', 'kind', 'seed', 'params', 'steps', 'lr', 'finalTrainLoss', 'accuracy', 'chance', 'trainSeconds', 'curve'],
     summary,
     notes: [
       'Task definitions (vocabularies, lengths, labelled positions): experiments/README.md, section "mad". Next-token prediction at the labelled positions only (masked loss), teacher forced; prediction = argmax over the task\'s answer tokens; accuracy per labelled position on fresh test sequences (memorization: fresh sequences over the training map).',
-      `Models: ${s.numBlocks} block, width ${s.dModel}, ${s.numHeads} heads, chunk ${s.chunkSize}, short causal conv window ${s.shortConv} on every block (HOPE's default; added to the baselines so that one block can bind a value to its key), same embedding / norms / head for every kind; HOPE CMS levels [period ${s.cmsLevels?.[0].period}, static]. Adam lr ${cfg.learningRate}, clip 1, batches of ${cfg.batchSize} sequences, ${cfg.tasks.map((t) => `${t} ${stepsOf(cfg, t)} steps`).join(', ')}, the same training sequences for every kind; the budget per task was calibrated on the baselines (experiments/mad.ts FULL comment, docs/results/mad-calibration-2026-12-06.jsonl: the smallest budget at which a baseline has learned the task, >= 0.9, and DeltaNet has reached its plateau where it gets there) and is used unchanged for every kind (no per-model tuning); a task no model learns at this budget says nothing. The curve column gives test accuracy every ${cfg.evalEvery || 'n/a'} steps.`,
+      `Models: ${s.numBlocks} block, width ${s.dModel}, ${s.numHeads} heads, chunk ${s.chunkSize}, short causal conv window ${s.shortConv} on every block (HOPE's default; added to the baselines so that one block can bind a value to its key), same embedding / norms / head for every kind; HOPE CMS levels [period ${s.cmsLevels?.[0].period}, static]. Adam lr ${cfg.learningRate}${Object.entries(cfg.learningRateByKind ?? {}).map(([k, v]) => ` (${k} ${v}: the better of 3e-3 and 1e-2 on the MQAR probe, docs/results/hope-lr-probe-2026-12-06.jsonl)`).join('')}, clip 1, batches of ${cfg.batchSize} sequences, ${cfg.tasks.map((t) => `${t} ${stepsOf(cfg, t)} steps`).join(', ')}, the same training sequences for every kind; the budget per task was calibrated on the baselines (experiments/mad.ts FULL comment, docs/results/mad-calibration-2026-12-06.jsonl: the smallest budget at which a baseline has learned the task, >= 0.9, and DeltaNet has reached its plateau where it gets there) and is used unchanged for every kind (the learning rate is the only per-model choice); a task no model learns at this budget says nothing. The curve column gives test accuracy every ${cfg.evalEvery || 'n/a'} steps.`,
       `"Learned" = accuracy at least halfway from chance to 1. Seeds ${cfg.seeds.join(', ')} (data and weights)${Object.entries(cfg.seedsByKind ?? {}).map(([k, n]) => `; ${k} on the first ${n} only (runtime)`).join('')}; the summary gives the mean over a kind's seeds.`,
       'Evaluation through NestedTrainer.memorize (each test sequence a fresh context; HOPE\'s CMS levels learn in context as in training).',
     ],

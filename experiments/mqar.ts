@@ -7,7 +7,7 @@
  * the value tokens). Keys and values are drawn without replacement per sequence. One model per kind is
  * trained on a mixture of N in [1, maxTrainPairs] and tested per N, including N above the training range.
  */
-import { buildConvModel, type ConvModelSizes } from './mad';
+import { buildConvModel, lrOf, type ConvModelSizes } from './mad';
 import { disposeModel, evalBatch, leftPad, randInt, rng, trainStep, type ModelKind } from './models';
 import type { Experiment, ExperimentResult, Row, RunOpts, SizeName } from './types';
 
@@ -22,6 +22,8 @@ export interface MqarConfig {
   numKeys: number;
   numValues: number;
   learningRate: number;
+  /** Adam learning rate of the kinds that do not use `learningRate` (chosen per kind on a calibration grid; stated in the notes). */
+  learningRateByKind?: Partial<Record<ModelKind, number>>;
   steps: number;
   batchSize: number;
   maxTrainPairs: number;
@@ -47,6 +49,8 @@ const FULL: MqarConfig = {
   // every 250 steps up to 3000; docs/results/mad-calibration-2026-12-06.jsonl): DeltaNet 0.71 at 250, 0.99 at 500,
   // 0.998 at 1000 (plateau); the Transformer 0.75 at 250, 1.00 at 500. 1000 steps: both baselines at their plateau.
   learningRate: 3e-3,
+  // HOPE at 1e-2: the better of 3e-3 / 1e-2 for it on seeds 1-2 (docs/results/hope-lr-probe-2026-12-06.jsonl); DeltaNet's better is 3e-3.
+  learningRateByKind: { hope: 1e-2 },
   steps: 1000,
   batchSize: 16,
   maxTrainPairs: 8,
@@ -116,7 +120,7 @@ export const mqar: Experiment<MqarConfig> = {
       const tests = cfg.testPairs.map((n) => ({ n, seqs: Array.from({ length: cfg.testSequences }, () => mqarSequence(tr, n, cfg.numKeys, cfg.numValues)) }));
       for (const kind of cfg.kinds) {
         if (si >= (cfg.seedsByKind?.[kind] ?? Infinity)) continue;
-        const m = buildConvModel(kind, vocab, cfg.sizes, cfg.learningRate, seed);
+        const m = buildConvModel(kind, vocab, cfg.sizes, lrOf(cfg, kind), seed);
         const dr = rng(seed * 32452843); // same training sequences for every kind
         const accuracyAt = async (t: (typeof tests)[number]): Promise<number> => {
           let c = 0;
@@ -151,7 +155,7 @@ export const mqar: Experiment<MqarConfig> = {
           const inRangeMean = tests.reduce((a, t, i) => a + (t.n <= cfg.maxTrainPairs ? accs[i] / inRangeTests.length : 0), 0);
           curve.push(`${cfg.steps}:${inRangeMean.toFixed(3)}`);
           tests.forEach((t, i) => {
-            const row: Row = { kind, pairs: t.n, inTrainRange: t.n <= cfg.maxTrainPairs, seed, params: m.params, steps: cfg.steps, finalTrainLoss: +loss.toFixed(4), accuracy: +accs[i].toFixed(3), trainSeconds: +(trainMs / 1000).toFixed(1), curve: curve.join(' ') };
+            const row: Row = { kind, pairs: t.n, inTrainRange: t.n <= cfg.maxTrainPairs, seed, params: m.params, steps: cfg.steps, lr: lrOf(cfg, kind), finalTrainLoss: +loss.toFixed(4), accuracy: +accs[i].toFixed(3), trainSeconds: +(trainMs / 1000).toFixed(1), curve: curve.join(' ') };
             rows.push(row);
             opts.log?.(`mqar ${kind} seed ${seed}: ${JSON.stringify(row)}`);
           });
@@ -185,11 +189,11 @@ export const mqar: Experiment<MqarConfig> = {
         : `${hopeBest ? 'hope best or tied' : 'hope not best'} within the training range; above 1.5/N: ${recallers.join(', ')}; best per pairs: ${bestTxt}${cfg.kinds.includes('deltanet') ? `; hope vs deltanet (mean over seeds) ${cfg.testPairs.map((n) => `${n}: ${acc('hope', n).toFixed(3)} vs ${acc('deltanet', n).toFixed(3)}`).join(', ')}` : ''}`;
     return {
       rows,
-      columns: ['kind', 'pairs', 'inTrainRange', 'seed', 'params', 'steps', 'finalTrainLoss', 'accuracy', 'trainSeconds', 'curve'],
+      columns: ['kind', 'pairs', 'inTrainRange', 'seed', 'params', 'steps', 'lr', 'finalTrainLoss', 'accuracy', 'trainSeconds', 'curve'],
       summary,
       notes: [
         'Sequence `BOS k1 v1 .. kN vN q1 .. qN`, the queries being the N keys in a random order; the value is predicted at each query position (loss only there); prediction = argmax over the value tokens. Left-padded with PAD in a batch.',
-        `Models: ${cfg.sizes.numBlocks} block, width ${cfg.sizes.dModel}, ${cfg.sizes.numHeads} heads, chunk ${cfg.sizes.chunkSize}, short causal conv window ${cfg.sizes.shortConv} on every kind (as in the MAD runs), same embedding / norms / head for every kind; HOPE CMS levels [period ${cfg.sizes.cmsLevels?.[0].period}, static]. Adam lr ${cfg.learningRate}, clip 1, ${cfg.steps} steps of ${cfg.batchSize} sequences (calibrated: the budget at which DeltaNet and the Transformer have reached their plateau, experiments/mqar.ts FULL comment), N uniform in 1-${cfg.maxTrainPairs}. No tuning per model. Seeds ${cfg.seeds.join(', ')}${Object.entries(cfg.seedsByKind ?? {}).map(([k, n]) => `; ${k} on the first ${n} only (runtime)`).join('')}; the table gives the mean over a kind's seeds, the curve column the in-range test accuracy every ${cfg.evalEvery || 'n/a'} steps.`,
+        `Models: ${cfg.sizes.numBlocks} block, width ${cfg.sizes.dModel}, ${cfg.sizes.numHeads} heads, chunk ${cfg.sizes.chunkSize}, short causal conv window ${cfg.sizes.shortConv} on every kind (as in the MAD runs), same embedding / norms / head for every kind; HOPE CMS levels [period ${cfg.sizes.cmsLevels?.[0].period}, static]. Adam lr ${cfg.learningRate}${Object.entries(cfg.learningRateByKind ?? {}).map(([k, v]) => ` (${k} ${v}: the better of 3e-3 and 1e-2 on seeds 1-2, docs/results/hope-lr-probe-2026-12-06.jsonl)`).join('')}, clip 1, ${cfg.steps} steps of ${cfg.batchSize} sequences (calibrated: the budget at which DeltaNet and the Transformer have reached their plateau, experiments/mqar.ts FULL comment), N uniform in 1-${cfg.maxTrainPairs}. The learning rate is the only per-model choice. Seeds ${cfg.seeds.join(', ')}${Object.entries(cfg.seedsByKind ?? {}).map(([k, n]) => `; ${k} on the first ${n} only (runtime)`).join('')}; the table gives the mean over a kind's seeds, the curve column the in-range test accuracy every ${cfg.evalEvery || 'n/a'} steps.`,
         'Evaluation: each sequence a fresh context read by NestedTrainer.memorize (in-context CMS updates, no outer step); CMS gradients come from the query losses only, and fire after the segment that holds them.',
       ],
       verdict,

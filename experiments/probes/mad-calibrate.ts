@@ -28,7 +28,7 @@ async function main(): Promise<void> {
   for (const [name, v] of Object.entries({ steps, every, seed, lr })) if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name}: expected a positive number`);
   for (const task of tasks) {
     const base = madExperiment(task).config('full');
-    const cfg: MadConfig = { ...base, steps, stepsByTask: {}, evalEvery: every, learningRate: lr };
+    const cfg: MadConfig = { ...base, steps, stepsByTask: {}, evalEvery: every, learningRate: lr, learningRateByKind: {} };
     for (const kind of kinds) {
       const row = await runTask(task, kind, cfg, seed, (l) => process.stderr.write(`${l}\n`));
       console.log(JSON.stringify({ ...row, lr, date: new Date().toISOString() }));

@@ -36,7 +36,7 @@ async function main(): Promise<void> {
   const mixerSpec = json('mixer-spec') as LayerSpec | undefined;
   const ffn = json('ffn') as LayerSpec | undefined;
   const full = mqar.config('full');
-  const cfg: MqarConfig = { ...full, sizes: { ...full.sizes, ...(mixer ? { mixer } : {}), ...(mixerSpec ? { mixerSpec } : {}), ...(ffn ? { ffn } : {}) }, kinds: arg('kinds', 'deltanet,transformer').split(',') as ModelKind[], steps, evalEvery: every, learningRate: lr, seeds: [1] };
+  const cfg: MqarConfig = { ...full, sizes: { ...full.sizes, ...(mixer ? { mixer } : {}), ...(mixerSpec ? { mixerSpec } : {}), ...(ffn ? { ffn } : {}) }, kinds: arg('kinds', 'deltanet,transformer').split(',') as ModelKind[], steps, evalEvery: every, learningRate: lr, learningRateByKind: {}, seeds: [1] };
   const res = await mqar.run.call({ ...mqar, config: () => cfg }, { smoke: false, out: '', seed, log: (l) => process.stderr.write(`${l}\n`) });
   const patch = { ...(mixer ? { mixer } : {}), ...(mixerSpec ? { mixerSpec } : {}), ...(ffn ? { ffn } : {}) };
   for (const r of res.rows) console.log(JSON.stringify({ ...r, lr, ...patch, date: new Date().toISOString() }));
