@@ -50,7 +50,7 @@ forEachBackend('core/inner-loss', () => {
 
   it('getInnerLoss names the field and the allowed values', () => {
     expect(getInnerLoss('dot').name).to.equal('dot');
-    expect(() => getInnerLoss('hinge', new Map(), 'memory.objective')).to.throw(/memory\.objective: unknown inner loss 'hinge'; allowed: l2, dot, cosine/);
+    expect(() => getInnerLoss('hinge', 'memory.objective')).to.throw(/memory\.objective: unknown inner loss 'hinge'; allowed: l2, dot, cosine/);
   });
 });
 

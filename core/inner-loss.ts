@@ -79,10 +79,17 @@ export function innerLossOwners(): ReadonlyMap<string, string> {
 }
 
 /**
- * Looks up an inner loss by name: the built-ins, then `extra`, then the catalogue (every loss a loaded
- * plugin contributed). Layers and transforms resolve their `innerLoss` config field here.
+ * Looks up an inner loss by name: the built-ins, then the catalogue (every loss a loaded plugin
+ * contributed); `field` names the config field in the error. Layers and transforms resolve their
+ * `innerLoss` config field here. The older form getInnerLoss(name, extraMap, field) still works (the map is
+ * searched after the built-ins) for callers not yet moved; no caller passes a non-empty map.
  */
-export function getInnerLoss(name: string, extra: ReadonlyMap<string, InnerLoss> = new Map(), field = 'innerLoss'): InnerLoss {
+export function getInnerLoss(name: string, field?: string): InnerLoss;
+/** @deprecated the `extra` map: contribute losses through a plugin manifest's innerLosses; pass the field only. */
+export function getInnerLoss(name: string, extra: ReadonlyMap<string, InnerLoss> | undefined, field?: string): InnerLoss;
+export function getInnerLoss(name: string, extraOrField?: ReadonlyMap<string, InnerLoss> | string, fieldArg?: string): InnerLoss {
+  const extra: ReadonlyMap<string, InnerLoss> = typeof extraOrField === 'object' ? extraOrField : new Map();
+  const field = (typeof extraOrField === 'string' ? extraOrField : fieldArg) ?? 'innerLoss';
   const found = (BUILTIN_INNER_LOSSES as Record<string, InnerLoss>)[name] ?? extra.get(name) ?? contributed.get(name)?.loss;
   if (!found) {
     const allowed = [...new Set([...Object.keys(BUILTIN_INNER_LOSSES), ...extra.keys(), ...contributed.keys()])];

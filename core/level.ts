@@ -6,6 +6,8 @@
 
 /** Which gradient drives memory writes. 'full': outer gradients flow through writes inside a
  * training segment (meta-learned initial states); 'stop': reads are differentiable, writes are not. */
+import { failAt, is } from './validate';
+
 export type GradientMode = 'full' | 'stop';
 export const GRADIENT_MODES: readonly GradientMode[] = ['full', 'stop'];
 
@@ -25,15 +27,11 @@ export interface LevelSpec {
   innerLoss?: string;
 }
 
-function fail(path: string, msg: string): never {
-  throw new Error(`${path}: ${msg}`);
-}
+const fail: (path: string, msg: string) => never = failAt;
 
+/** 'full' or 'stop' (a Check of the core/validate.ts kit). */
 export function validateGradientMode(mode: unknown, path = 'gradientMode'): GradientMode {
-  if (typeof mode !== 'string' || !(GRADIENT_MODES as readonly string[]).includes(mode)) {
-    fail(path, `must be one of ${GRADIENT_MODES.map((m) => `'${m}'`).join(', ')}, got ${JSON.stringify(mode)}`);
-  }
-  return mode as GradientMode;
+  return is.oneOf(GRADIENT_MODES)(mode, path);
 }
 
 /** Validates a list of levels; errors name the field path (e.g. "levels[2].period"). */
@@ -47,9 +45,7 @@ export function validateLevels(levels: readonly LevelSpec[], path = 'levels'): v
     if (typeof l.id !== 'string' || l.id.length === 0) fail(`${p}.id`, 'must be a non-empty string');
     if (ids.has(l.id)) fail(`${p}.id`, `duplicate id '${l.id}' (also ${path}[${ids.get(l.id)}])`);
     ids.set(l.id, i);
-    if (!Number.isInteger(l.period) || l.period < 0) {
-      fail(`${p}.period`, `must be an integer >= 0 (tokens; 0 = never), got ${JSON.stringify(l.period)}`);
-    }
+    is.int(0, 'an integer >= 0 (tokens; 0 = never)')(l.period, `${p}.period`);
     if (!Array.isArray(l.variables)) fail(`${p}.variables`, 'must be an array of variable names');
     for (const v of l.variables) {
       if (typeof v !== 'string') fail(`${p}.variables`, `entries must be strings, got ${JSON.stringify(v)}`);
@@ -57,8 +53,6 @@ export function validateLevels(levels: readonly LevelSpec[], path = 'levels'): v
       if (prev !== undefined) fail(`${p}.variables`, `variable '${v}' already belongs to level '${prev}'`);
       owner.set(v, l.id);
     }
-    if (l.learningRate !== undefined && !(Number.isFinite(l.learningRate) && l.learningRate >= 0)) {
-      fail(`${p}.learningRate`, `must be a finite number >= 0, got ${JSON.stringify(l.learningRate)}`);
-    }
+    if (l.learningRate !== undefined) is.number({ min: 0 })(l.learningRate, `${p}.learningRate`);
   });
 }

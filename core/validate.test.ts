@@ -65,3 +65,20 @@ describe('core/validate', () => {
     expect(run({ chunkSize: 16 }, { chunkSize: 8, levels: [{ period: 24 }] }, 64)).to.match(/^f\.levels\[0\]\.period: 24 is not a multiple of m\.chunkSize \(16\)/);
   });
 });
+
+describe('core/validate value-schema kit', () => {
+  it('checks values with one wording and the field path', () => {
+    const { fields, is, nullable, withDefault, describeNumber } = require('./validate') as typeof import('./validate');
+    expect(() => is.posInt(0, 'NlTitansMemory.chunkSize')).to.throw(/^NlTitansMemory\.chunkSize: must be a positive integer, got 0$/);
+    expect(() => is.number({ min: 0, below: 1 })(1, 'm.decay')).to.throw(/^m\.decay: must be a number in \[0, 1\), got 1$/);
+    expect(() => is.oneOf(['a', 'b'])('c', 'x.mode')).to.throw(/^x\.mode: must be one of 'a', 'b', got "c"$/);
+    expect(() => is.bool()('yes', 'x.flag')).to.throw(/^x\.flag: must be a boolean, got "yes"$/);
+    expect(describeNumber({ above: 0 })).to.equal('a finite number > 0');
+    expect(describeNumber({ integer: true, min: 0 })).to.equal('an integer >= 0');
+    expect(withDefault(is.posInt, 4)(null, 'p')).to.equal(4);
+    expect(() => withDefault(is.posInt, 4, 'undefined')(null, 'p')).to.throw(/^p: must be a positive integer, got null/);
+    expect(nullable(is.posInt)(undefined, 'p')).to.equal(null);
+    expect(fields({ a: 2 }, { a: is.posInt, b: withDefault(is.bool(), true) }, 'root')).to.deep.equal({ a: 2, b: true });
+    expect(() => fields({ a: 2, b: 1 }, { a: is.posInt, b: withDefault(is.bool(), true) }, 'root')).to.throw(/^root\.b: must be a boolean, got 1$/);
+  });
+});

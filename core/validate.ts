@@ -12,6 +12,13 @@
  *  - `refuseUnreportedLayerArgs(layer, args, path)`: the same rule inside a layer's constructor (top-level
  *    keys), so a config reaching `new cls(config)` by any road (tfjs deserialisation, direct construction)
  *    is checked, not only configs passed through the registry.
+ *  - The value-schema kit: `Check<T>` = (value, path) -> T or a ConfigError naming the path, made by
+ *    `is.posInt`, `is.int(min)`, `is.number(rule)`, `is.bool()`, `is.oneOf(list)`; composed with
+ *    `withDefault` / `nullable`, and applied to an object's fields with `fields(obj, schema, path)`
+ *    (each key's error is `path.key: must be ..., got ...`). Every plugin config, the transform options
+ *    (core/transforms/validate.ts) and the core level specs use it, so the wording is one vocabulary:
+ *    'a positive integer', 'an integer >= 0', 'a finite number >= 0', 'a number in [0, 1)', 'a boolean',
+ *    "one of 'a', 'b'".
  *  - `layerChunkSizes(layer)` / `layerLevelPeriods(layer)`: the chunk sizes (any numeric config key ending
  *    in 'chunkSize' / 'ChunkSize') and the in-context level periods (config.levels[i].period) a layer
  *    reports, for the cross-field checks of the chunked algorithms (checkChunkedBlock).
@@ -39,8 +46,123 @@ export function joinPath(path: string, key: string | number): string {
   return typeof key === 'number' ? `${path}[${key}]` : path ? `${path}.${key}` : key;
 }
 
-export function refuseUnknownKeys(obj: Record<string, unknown>, allowed: readonly string[], path: string): void {
-  for (const k of Object.keys(obj)) if (!allowed.includes(k)) failAt(joinPath(path, k), `unknown key (allowed: ${allowed.join(', ') || 'none'})`);
+/** Refuses a key of `obj` not in `allowed`: `path.key: unknown key (allowed: ...)` (`noun` 'option' for option bags). */
+export function refuseUnknownKeys(obj: Record<string, unknown>, allowed: readonly string[], path: string, noun: 'key' | 'option' = 'key'): void {
+  for (const k of Object.keys(obj)) if (!allowed.includes(k)) failAt(joinPath(path, k), `unknown ${noun} (allowed: ${allowed.join(', ') || 'none'})`);
+}
+
+// ---- value-schema kit ------------------------------------------------------------------------------
+
+/** Validates one value: returns it (typed, possibly defaulted) or throws a ConfigError naming `path`. */
+export type Check<T> = (value: unknown, path: string) => T;
+
+/** `path: must be <what>, got <value as JSON>`: the one wording of a refused value. */
+export function expected(path: string, what: string, value: unknown): never {
+  return failAt(path, `must be ${what}, got ${JSON.stringify(value)}`);
+}
+
+/** Bounds of a number check (NumberRule of core/transforms/validate.ts adds its default). */
+export interface NumberSpec {
+  /** Only integers. */
+  integer?: boolean;
+  /** Inclusive lower bound. */
+  min?: number;
+  /** Exclusive lower bound. */
+  above?: number;
+  /** Inclusive upper bound. */
+  max?: number;
+  /** Exclusive upper bound. */
+  below?: number;
+  /** What the error says is expected, when the default description does not fit a caller's wording. */
+  expect?: string;
+}
+
+/**
+ * The default description of a NumberSpec: 'a positive integer' (integer, min 1), 'an integer >= 0',
+ * 'a finite number > 0', 'a number in [0, 1)' (both ends bounded), 'a finite number'.
+ */
+export function describeNumber(rule: NumberSpec): string {
+  if (rule.expect !== undefined) return rule.expect;
+  const lo = rule.min !== undefined ? `>= ${rule.min}` : rule.above !== undefined ? `> ${rule.above}` : '';
+  const hasHi = rule.max !== undefined || rule.below !== undefined;
+  if (lo && hasHi) {
+    const open = rule.min !== undefined ? `[${rule.min}` : `(${rule.above}`;
+    const close = rule.max !== undefined ? `${rule.max}]` : `${rule.below})`;
+    return `${rule.integer ? 'an integer' : 'a number'} in ${open}, ${close}`;
+  }
+  if (rule.integer && rule.min === 1 && !hasHi) return 'a positive integer';
+  const hi = rule.max !== undefined ? `<= ${rule.max}` : rule.below !== undefined ? `< ${rule.below}` : '';
+  return [rule.integer ? 'an integer' : 'a finite number', lo, hi].filter(Boolean).join(' ');
+}
+
+/** True when `v` is a finite number obeying `rule`. */
+export function meetsNumberRule(v: unknown, rule: NumberSpec): v is number {
+  return (
+    typeof v === 'number' &&
+    Number.isFinite(v) &&
+    (!rule.integer || Number.isInteger(v)) &&
+    (rule.min === undefined || v >= rule.min) &&
+    (rule.above === undefined || v > rule.above) &&
+    (rule.max === undefined || v <= rule.max) &&
+    (rule.below === undefined || v < rule.below)
+  );
+}
+
+/** Quotes a list of allowed strings: "'a', 'b'". */
+export const quoteList = (allowed: readonly string[]): string => allowed.map((a) => `'${a}'`).join(', ');
+
+/** The checks of the kit. */
+export const is = {
+  /** A finite number obeying `rule`. */
+  number(rule: NumberSpec = {}): Check<number> {
+    const what = describeNumber(rule);
+    return (v, path) => (meetsNumberRule(v, rule) ? v : expected(path, what, v));
+  },
+  /** An integer >= `min` (default 1: 'a positive integer'). */
+  int(min = 1, expect?: string): Check<number> {
+    return is.number({ integer: true, min, expect });
+  },
+  /** An integer >= 1. */
+  posInt: ((v, path) => (meetsNumberRule(v, { integer: true, min: 1 }) ? v : expected(path, 'a positive integer', v))) as Check<number>,
+  /** true or false ('a boolean' unless `expect` words it otherwise). */
+  bool(expect = 'a boolean'): Check<boolean> {
+    return (v, path) => (typeof v === 'boolean' ? v : expected(path, expect, v));
+  },
+  /** One of the strings of `allowed`. */
+  oneOf<T extends string>(allowed: readonly T[]): Check<T> {
+    return (v, path) => (typeof v === 'string' && (allowed as readonly string[]).includes(v) ? (v as T) : expected(path, `one of ${quoteList(allowed)}`, v));
+  },
+};
+
+/** `check`, except that a missing value gives `dflt`; missing = undefined or null ('nullish', as `??`), or
+ * undefined only ('undefined': null is then checked, and refused by most checks). */
+export function withDefault<T>(check: Check<T>, dflt: T, missing: 'nullish' | 'undefined' = 'nullish'): Check<T> {
+  return (v, path) => (v === undefined || (missing === 'nullish' && v === null) ? dflt : check(v, path));
+}
+
+/** `check`, except that undefined or null gives null (e.g. a width resolved later from the input). */
+export function nullable<T>(check: Check<T>): Check<T | null> {
+  return (v, path) => (v === undefined || v === null ? null : check(v, path));
+}
+
+/** A schema: one check per field. */
+export type Schema<T> = { [K in keyof T]: Check<T[K]> };
+
+/**
+ * Applies `schema` to the fields of `obj` it names (joinPath(path, key) in errors), in the schema's
+ * order; keys of `obj` the schema does not name are not looked at (refuse them with refuseUnknownKeys
+ * where the caller owns every key).
+ */
+export function fields<T>(obj: Record<string, unknown>, schema: Schema<T>, path: string): T {
+  const out = {} as T;
+  for (const k of Object.keys(schema) as Array<keyof T & string>) out[k] = schema[k](obj[k], joinPath(path, k));
+  return out;
+}
+
+/** A plain object, or `path: <message>` (default 'must be an object, got ...'). */
+export function objectAt(v: unknown, path: string, message?: string): Record<string, unknown> {
+  if (!isPlainObject(v)) return message === undefined ? expected(path, 'an object', v) : failAt(path, message);
+  return v;
 }
 
 /** Keys every tfjs layer accepts (base Layer args) besides its own config. */

@@ -4,20 +4,18 @@
  * found at once. Validation happens once, when a transform is built, never inside update().
  */
 import type { JsonObject, JsonValue } from './transform';
+import { expected, failAt, is, isPlainObject, joinPath, refuseUnknownKeys, type NumberSpec } from '../validate';
 
+/** `path: msg` as a ConfigError (core/validate.ts). */
 export function fail(path: string, msg: string): never {
-  throw new Error(`${path}: ${msg}`);
+  return failAt(path, msg);
 }
 
 /** The config must be a plain object whose keys are all in `allowed` (catches typos like 'lr'). */
 export function checkOptions(config: unknown, allowed: readonly string[], path: string): Record<string, unknown> {
-  if (typeof config !== 'object' || config === null || Array.isArray(config)) {
-    fail(path, `must be an object, got ${JSON.stringify(config)}`);
-  }
-  for (const k of Object.keys(config)) {
-    if (!allowed.includes(k)) fail(`${path}.${k}`, `unknown option (allowed: ${allowed.join(', ') || 'none'})`);
-  }
-  return config as Record<string, unknown>;
+  if (!isPlainObject(config)) expected(path, 'an object', config);
+  refuseUnknownKeys(config, allowed, path, 'option');
+  return config;
 }
 
 export interface NumberRule {
@@ -32,10 +30,10 @@ export interface NumberRule {
   integer?: boolean;
 }
 
-/** A finite number obeying `rule`; the error says what was expected and what was given. */
+/** A finite number obeying `rule` (the kit's is.number, in the transforms' wording 'an integer and >= 1'). */
 export function numberField(config: Record<string, unknown>, key: string, path: string, rule: NumberRule = {}): number {
   const raw = config[key];
-  const where = `${path}.${key}`;
+  const where = joinPath(path, key);
   if (raw === undefined) {
     if (rule.default !== undefined) return rule.default;
     fail(where, 'is required');
@@ -44,22 +42,13 @@ export function numberField(config: Record<string, unknown>, key: string, path: 
   if (rule.min !== undefined) want.push(`>= ${rule.min}`);
   if (rule.above !== undefined) want.push(`> ${rule.above}`);
   if (rule.max !== undefined) want.push(`<= ${rule.max}`);
-  const ok =
-    typeof raw === 'number' &&
-    Number.isFinite(raw) &&
-    (!rule.integer || Number.isInteger(raw)) &&
-    (rule.min === undefined || raw >= rule.min) &&
-    (rule.above === undefined || raw > rule.above) &&
-    (rule.max === undefined || raw <= rule.max);
-  if (!ok) fail(where, `must be ${want.join(' and ')}, got ${JSON.stringify(raw)}`);
-  return raw as number;
+  const spec: NumberSpec = { integer: rule.integer, min: rule.min, above: rule.above, max: rule.max, expect: want.join(' and ') };
+  return is.number(spec)(raw, where);
 }
 
 export function booleanField(config: Record<string, unknown>, key: string, path: string, dflt: boolean): boolean {
   const raw = config[key];
-  if (raw === undefined) return dflt;
-  if (typeof raw !== 'boolean') fail(`${path}.${key}`, `must be true or false, got ${JSON.stringify(raw)}`);
-  return raw;
+  return raw === undefined ? dflt : is.bool('true or false')(raw, joinPath(path, key));
 }
 
 export function oneOfField<T extends string>(
@@ -70,11 +59,7 @@ export function oneOfField<T extends string>(
   dflt: T,
 ): T {
   const raw = config[key];
-  if (raw === undefined) return dflt;
-  if (typeof raw !== 'string' || !(allowed as readonly string[]).includes(raw)) {
-    fail(`${path}.${key}`, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(raw)}`);
-  }
-  return raw as T;
+  return raw === undefined ? dflt : is.oneOf(allowed)(raw, joinPath(path, key));
 }
 
 /** Throws unless `value` is plain JSON (no functions, tensors, NaN, undefined inside arrays...). */

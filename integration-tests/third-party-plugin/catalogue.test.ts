@@ -33,8 +33,8 @@ describe('catalogue: third-party parts resolve by name from layer and block conf
     expect(catalog.layerClass('NlEmaMemory')).to.equal(NlEmaMemory);
     expect(catalog.layerClasses().get('NlTitansMemory')).to.equal('titans');
     expect(catalog.transforms()).to.include('adamw'); // transforms of the optimizers plugin
-    expect(getInnerLoss('huber', new Map(), 'x.innerLoss')).to.equal(huberLoss);
-    expect(() => getInnerLoss('acme-nope', new Map(), 'x.innerLoss')).to.throw(/x\.innerLoss: unknown inner loss 'acme-nope'; allowed: l2, dot, cosine, .*huber/);
+    expect(getInnerLoss('huber', 'x.innerLoss')).to.equal(huberLoss);
+    expect(() => getInnerLoss('acme-nope', 'x.innerLoss')).to.throw(/x\.innerLoss: unknown inner loss 'acme-nope'; allowed: l2, dot, cosine, .*huber/);
   });
 
   it("NlTitansMemory with innerLoss 'huber' from a JSON config: builds, writes with the Huber gradient, trains a step, saves and loads", async () => {

@@ -3,6 +3,7 @@
  * that names the offending field (e.g. "MatrixMemory.decay: must be in [0, 1), got 1.5").
  */
 import { validateGradientMode, type GradientMode, type InnerLoss, BUILTIN_INNER_LOSSES } from '../../core';
+import { failAt, fields, is, nullable, withDefault } from '../../core/validate';
 
 /** Inner objective L~ of a matrix memory (paper Eq. 6); the update rule is one GD step on it. */
 export type AssocObjective = 'dot' | 'l2' | 'cosine';
@@ -95,34 +96,11 @@ export const DEFAULT_ETA = 0.5;
 export const DEFAULT_DECAY = 0;
 export const DEFAULT_OBJECTIVE: AssocObjective = 'l2';
 
-function fail(path: string, msg: string): never {
-  throw new Error(`${path}: ${msg}`);
-}
-
-export function checkPositiveInt(v: unknown, path: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) fail(path, `must be a positive integer, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-export function checkEta(v: unknown, path: string): number {
-  if (v === undefined) return DEFAULT_ETA;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) fail(path, `must be a finite number >= 0, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-export function checkDecay(v: unknown, path: string): number {
-  if (v === undefined) return DEFAULT_DECAY;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v >= 1) fail(path, `must be a number in [0, 1), got ${JSON.stringify(v)}`);
-  return v;
-}
-
-export function checkObjectiveName(v: unknown, path: string): AssocObjective {
-  if (v === undefined) return DEFAULT_OBJECTIVE;
-  if (typeof v !== 'string' || !(ASSOC_OBJECTIVES as readonly string[]).includes(v)) {
-    fail(path, `must be one of ${ASSOC_OBJECTIVES.map((o) => `'${o}'`).join(', ')}, got ${JSON.stringify(v)}`);
-  }
-  return v as AssocObjective;
-}
+/** The field checks (core/validate.ts kit); eta, decay, objective default when undefined. */
+export const checkPositiveInt = is.posInt;
+export const checkEta = withDefault(is.number({ min: 0 }), DEFAULT_ETA, 'undefined');
+export const checkDecay = withDefault(is.number({ min: 0, below: 1 }), DEFAULT_DECAY, 'undefined');
+export const checkObjectiveName = withDefault(is.oneOf(ASSOC_OBJECTIVES), DEFAULT_OBJECTIVE, 'undefined');
 
 function isInnerLoss(v: unknown): v is InnerLoss {
   const l = v as InnerLoss;
@@ -130,60 +108,38 @@ function isInnerLoss(v: unknown): v is InnerLoss {
 }
 
 export function resolveMatrixMemoryConfig(c: MatrixMemoryConfig, where = 'MatrixMemory'): ResolvedMatrixMemoryConfig {
-  if (typeof c !== 'object' || c === null) fail(where, 'config must be an object');
+  if (typeof c !== 'object' || c === null) failAt(where, 'config must be an object');
   const loss = isInnerLoss(c.objective) ? c.objective : BUILTIN_INNER_LOSSES[checkObjectiveName(c.objective, `${where}.objective`)];
-  return {
-    keyDim: checkPositiveInt(c.keyDim, `${where}.keyDim`),
-    valueDim: checkPositiveInt(c.valueDim, `${where}.valueDim`),
-    loss,
-    eta: checkEta(c.eta, `${where}.eta`),
-    decay: checkDecay(c.decay, `${where}.decay`),
-  };
+  const { keyDim, valueDim, eta, decay } = fields(c as unknown as Record<string, unknown>, { keyDim: is.posInt, valueDim: is.posInt, eta: checkEta, decay: checkDecay }, where);
+  return { keyDim, valueDim, loss, eta, decay };
 }
 
 export function resolveSlotMemoryConfig(c: SlotMemoryConfig, where = 'SlotMemory'): ResolvedSlotMemoryConfig {
-  if (typeof c !== 'object' || c === null) fail(where, 'config must be an object');
-  const t = c.temperature ?? 1;
-  if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) fail(`${where}.temperature`, `must be a finite number > 0, got ${JSON.stringify(t)}`);
-  return {
-    slots: checkPositiveInt(c.slots, `${where}.slots`),
-    keyDim: checkPositiveInt(c.keyDim, `${where}.keyDim`),
-    valueDim: checkPositiveInt(c.valueDim, `${where}.valueDim`),
-    temperature: t,
-  };
-}
-
-function checkBool(v: unknown, dflt: boolean, path: string): boolean {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'boolean') fail(path, `must be a boolean, got ${JSON.stringify(v)}`);
-  return v;
+  if (typeof c !== 'object' || c === null) failAt(where, 'config must be an object');
+  const temperature = withDefault(is.number({ above: 0 }), 1)(c.temperature, `${where}.temperature`);
+  return { ...fields(c as unknown as Record<string, unknown>, { slots: is.posInt, keyDim: is.posInt, valueDim: is.posInt }, where), temperature };
 }
 
 /** Validates the layer options; null dims mean "the input width", resolved at build time. */
 export function resolveAssociativeMemoryOptions(o: AssociativeMemoryOptions, where = 'NlAssociativeMemory'): ResolvedAssociativeMemoryOptions {
-  const dim = (v: unknown, f: string): number | null => (v === undefined || v === null ? null : checkPositiveInt(v, `${where}.${f}`));
   const objective = checkObjectiveName(o.objective, `${where}.objective`);
-  let initialMemory: InitialMemory;
-  if (o.initialMemory === undefined) {
-    initialMemory = objective === 'cosine' ? 'learned' : 'zeros';
-  } else if (!(INITIAL_MEMORIES as readonly string[]).includes(o.initialMemory as string)) {
-    fail(`${where}.initialMemory`, `must be one of 'zeros', 'learned', got ${JSON.stringify(o.initialMemory)}`);
-  } else {
-    initialMemory = o.initialMemory;
-  }
+  const initialMemory = withDefault(is.oneOf(INITIAL_MEMORIES), objective === 'cosine' ? 'learned' : 'zeros', 'undefined')(o.initialMemory, `${where}.initialMemory`);
   if (objective === 'cosine' && initialMemory === 'zeros') {
     // The cosine gradient scales with 1/|M k|: undefined for the all-zero memory.
-    fail(`${where}.initialMemory`, `'zeros' is invalid with objective 'cosine' (its gradient is undefined at M k = 0); use 'learned'`);
+    failAt(`${where}.initialMemory`, `'zeros' is invalid with objective 'cosine' (its gradient is undefined at M k = 0); use 'learned'`);
   }
-  return {
-    keyDim: dim(o.keyDim, 'keyDim'),
-    valueDim: dim(o.valueDim, 'valueDim'),
-    objective,
-    eta: checkEta(o.eta, `${where}.eta`),
-    decay: checkDecay(o.decay, `${where}.decay`),
-    normalizeKeys: checkBool(o.normalizeKeys, true, `${where}.normalizeKeys`),
-    useBias: checkBool(o.useBias, false, `${where}.useBias`),
-    initialMemory,
-    gradientMode: o.gradientMode === undefined ? 'full' : validateGradientMode(o.gradientMode, `${where}.gradientMode`),
-  };
+  const f = fields(
+    o as Record<string, unknown>,
+    {
+      keyDim: nullable(is.posInt),
+      valueDim: nullable(is.posInt),
+      eta: checkEta,
+      decay: checkDecay,
+      normalizeKeys: withDefault(is.bool(), true, 'undefined'),
+      useBias: withDefault(is.bool(), false, 'undefined'),
+      gradientMode: withDefault(validateGradientMode, 'full', 'undefined'),
+    },
+    where,
+  );
+  return { keyDim: f.keyDim, valueDim: f.valueDim, objective, eta: f.eta, decay: f.decay, normalizeKeys: f.normalizeKeys, useBias: f.useBias, initialMemory, gradientMode: f.gradientMode };
 }

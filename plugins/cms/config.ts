@@ -3,6 +3,7 @@
  * defaults, and validation whose errors name the field (e.g. "NlContinuumMemorySystem.levels[1].period").
  */
 import { buildTransform, type JsonObject, type TransformSpec } from '../../core';
+import { expected, failAt, fields, is, joinPath, nullable, refuseUnknownKeys, withDefault } from '../../core/validate';
 
 /** How the level blocks are combined (Eqs. 72-74). */
 export type CmsVariant = 'sequential' | 'nested' | 'independent';
@@ -63,16 +64,32 @@ const ROOT = 'NlContinuumMemorySystem';
 const OPTION_KEYS = ['levels', 'variant', 'activation', 'expansion', 'residual', 'useBias'];
 const LEVEL_KEYS = ['period', 'learningRate', 'hiddenDim', 'transform'];
 
-function fail(path: string, msg: string): never {
-  throw new Error(`${path}: ${msg}`);
-}
+/** Checks of one level's fields (core/validate.ts kit); `transform` is checked by buildTransform. */
+const LEVEL_SCHEMA = {
+  period: is.int(0, 'an integer >= 0 (tokens; 0 = never)'),
+  learningRate: withDefault(is.number({ min: 0 }), 0.01),
+  hiddenDim: nullable(is.int(1, 'an integer >= 1')),
+};
 
-function oneOf<T extends string>(v: unknown, allowed: readonly T[], path: string, dflt: T): T {
-  if (v === undefined) return dflt;
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    fail(path, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
+/** Checks of the block-wide options; `levels` is checked per level. */
+const OPTION_SCHEMA = {
+  variant: withDefault(is.oneOf(CMS_VARIANTS), 'sequential' as CmsVariant, 'undefined'),
+  activation: withDefault(is.oneOf(CMS_ACTIVATIONS), 'gelu' as CmsActivation, 'undefined'),
+  residual: withDefault(is.bool(), true, 'undefined'),
+  useBias: withDefault(is.bool(), true, 'undefined'),
+};
+
+function resolveLevel(l: unknown, p: string): ResolvedCmsLevel {
+  if (typeof l !== 'object' || l === null || Array.isArray(l)) expected(p, 'an object', l);
+  const raw = l as Record<string, unknown>;
+  refuseUnknownKeys(raw, LEVEL_KEYS, p, 'option');
+  const { period, learningRate, hiddenDim } = fields(raw, LEVEL_SCHEMA, p);
+  let transform: TransformSpec | null = null;
+  if (raw.transform !== undefined && raw.transform !== null) {
+    buildTransform(raw.transform as TransformSpec, `${p}.transform`); // validates the spec (name and config) now
+    transform = JSON.parse(JSON.stringify(raw.transform)) as TransformSpec;
   }
-  return v as T;
+  return { period, learningRate, hiddenDim, transform };
 }
 
 /**
@@ -80,41 +97,13 @@ function oneOf<T extends string>(v: unknown, allowed: readonly T[], path: string
  * ignored here). Errors name the field path.
  */
 export function resolveCmsOptions(raw: CmsOptions & Record<string, unknown>, path = ROOT): ResolvedCmsOptions {
-  if (typeof raw !== 'object' || raw === null) fail(path, 'options must be an object');
+  if (typeof raw !== 'object' || raw === null) failAt(path, 'options must be an object');
   const levelsRaw = raw.levels ?? [{ period: 0 }];
-  if (!Array.isArray(levelsRaw) || levelsRaw.length === 0) fail(`${path}.levels`, 'must be a non-empty array of {period, learningRate?, hiddenDim?, transform?}');
-  const levels = levelsRaw.map((l, i): ResolvedCmsLevel => {
-    const p = `${path}.levels[${i}]`;
-    if (typeof l !== 'object' || l === null || Array.isArray(l)) fail(p, `must be an object, got ${JSON.stringify(l)}`);
-    for (const k of Object.keys(l)) if (!LEVEL_KEYS.includes(k)) fail(`${p}.${k}`, `unknown option (allowed: ${LEVEL_KEYS.join(', ')})`);
-    if (!Number.isInteger(l.period) || l.period < 0) fail(`${p}.period`, `must be an integer >= 0 (tokens; 0 = never), got ${JSON.stringify(l.period)}`);
-    const lr = l.learningRate ?? 0.01;
-    if (typeof lr !== 'number' || !Number.isFinite(lr) || lr < 0) fail(`${p}.learningRate`, `must be a finite number >= 0, got ${JSON.stringify(l.learningRate)}`);
-    const h = l.hiddenDim ?? null;
-    if (h !== null && (!Number.isInteger(h) || h < 1)) fail(`${p}.hiddenDim`, `must be an integer >= 1, got ${JSON.stringify(l.hiddenDim)}`);
-    let transform: TransformSpec | null = null;
-    if (l.transform !== undefined && l.transform !== null) {
-      buildTransform(l.transform, `${p}.transform`); // validates the spec (name and config) now
-      transform = JSON.parse(JSON.stringify(l.transform)) as TransformSpec;
-    }
-    return { period: l.period, learningRate: lr, hiddenDim: h, transform };
-  });
-  const expansion = raw.expansion ?? 4;
-  if (typeof expansion !== 'number' || !(expansion > 0) || !Number.isFinite(expansion)) fail(`${path}.expansion`, `must be a finite number > 0, got ${JSON.stringify(raw.expansion)}`);
-  const bool = (k: 'residual' | 'useBias'): boolean => {
-    const v = raw[k];
-    if (v === undefined) return true;
-    if (typeof v !== 'boolean') fail(`${path}.${k}`, `must be a boolean, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  return {
-    levels,
-    variant: oneOf(raw.variant, CMS_VARIANTS, `${path}.variant`, 'sequential'),
-    activation: oneOf(raw.activation, CMS_ACTIVATIONS, `${path}.activation`, 'gelu'),
-    expansion,
-    residual: bool('residual'),
-    useBias: bool('useBias'),
-  };
+  if (!Array.isArray(levelsRaw) || levelsRaw.length === 0) failAt(`${path}.levels`, 'must be a non-empty array of {period, learningRate?, hiddenDim?, transform?}');
+  const levels = levelsRaw.map((l, i) => resolveLevel(l, joinPath(`${path}.levels`, i)));
+  const expansion = withDefault(is.number({ above: 0 }), 4)(raw.expansion, `${path}.expansion`);
+  const o = fields(raw, OPTION_SCHEMA, path);
+  return { levels, variant: o.variant, activation: o.activation, expansion, residual: o.residual, useBias: o.useBias };
 }
 
 /** JSON form of resolved options (for getConfig). */

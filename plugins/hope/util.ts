@@ -1,42 +1,33 @@
 /** Small shared helpers of the hope plugin: config checks whose errors name the field, RMS norm. */
 import * as tf from '@tensorflow/tfjs';
+import { failAt, is, withDefault } from '../../core/validate';
 
 /** tfjs-layers' constructor args (the type is not exported under a stable name). */
 export type BaseLayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
 /** tfjs-layers' Initializer type (the class is not exported by @tensorflow/tfjs). */
 export type Init = ReturnType<typeof tf.initializers.zeros>;
 
+/** `path: msg` as a ConfigError (core/validate.ts). */
 export function fail(path: string, msg: string): never {
-  throw new Error(`${path}: ${msg}`);
+  return failAt(path, msg);
 }
 
+/** The hope layers' argument order (value, path, default) over the core/validate.ts kit. */
 export function posInt(v: unknown, path: string, dflt?: number): number {
-  if (v === undefined || v === null) {
-    if (dflt === undefined) fail(path, 'is required (a positive integer)');
-    return dflt;
-  }
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(path, `must be a positive integer, got ${JSON.stringify(v)}`);
-  return v;
+  if ((v === undefined || v === null) && dflt === undefined) fail(path, 'is required (a positive integer)');
+  return withDefault(is.posInt, dflt as number)(v, path);
 }
 
 export function posNum(v: unknown, path: string, dflt: number): number {
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) fail(path, `must be a finite number > 0, got ${JSON.stringify(v)}`);
-  return v;
+  return withDefault(is.number({ above: 0 }), dflt)(v, path);
 }
 
 export function bool(v: unknown, path: string, dflt: boolean): boolean {
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'boolean') fail(path, `must be true or false, got ${JSON.stringify(v)}`);
-  return v;
+  return withDefault(is.bool('true or false'), dflt)(v, path);
 }
 
 export function oneOf<T extends string>(v: unknown, allowed: readonly T[], path: string, dflt: T): T {
-  if (v === undefined || v === null) return dflt;
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    fail(path, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
-  }
-  return v as T;
+  return withDefault(is.oneOf(allowed), dflt)(v, path);
 }
 
 /** RMS norm over the last axis with a learned scale: x [.., D] * g [D] / sqrt(mean(x^2) + eps). */

@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { LINEAR_ATTENTION_RULES, type LinearAttentionRule } from './ops/types';
 import { TRIL_INVERSE_METHODS, type TrilInverseMethod } from '../../core/ops/tril-inverse';
+import { failAt, fields, is, nullable, withDefault } from '../../core/validate';
 
 export type { LinearAttentionRule } from './ops/types';
 export type { TrilInverseMethod } from '../../core/ops/tril-inverse';
@@ -130,31 +131,14 @@ export const LINEAR_ATTENTION_DEFAULTS = {
 const WHERE = 'NlLinearAttention';
 
 function fail(field: string, msg: string): never {
-  throw new Error(`${WHERE}.${field}: ${msg}`);
-}
-
-function positiveInt(field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(field, `must be a positive integer, got ${JSON.stringify(v)}`);
-  return v as number;
-}
-
-function oneOf<T extends string>(field: string, v: unknown, allowed: readonly T[]): T {
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    fail(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
-  }
-  return v as T;
-}
-
-function finite(field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) fail(field, `must be a finite number, got ${JSON.stringify(v)}`);
-  return v as number;
+  return failAt(`${WHERE}.${field}`, msg);
 }
 
 /** Resolves an initializer spec (name, {className, config} or instance); errors name `field`. */
 export function resolveInitializer(field: string, spec: unknown): Initializer {
   if (isInitializer(spec)) return spec;
   if (typeof spec === 'string') {
-    const name = oneOf(field, spec, INITIALIZER_NAMES);
+    const name = is.oneOf(INITIALIZER_NAMES)(spec, `${WHERE}.${field}`);
     const factory = (tf.initializers as unknown as Record<string, (a?: object) => Initializer>)[name];
     return factory({});
   }
@@ -186,40 +170,42 @@ export function headWidthFromModel(dModel: number, numHeads: number): number {
 
 /** Validates args and fills defaults. Sizes that depend on the input width stay null until build. */
 export function resolveLinearAttentionConfig(args: LinearAttentionArgs = {}): ResolvedLinearAttentionConfig {
-  if (typeof args !== 'object' || args === null) throw new Error(`${WHERE}: config must be an object`);
+  if (typeof args !== 'object' || args === null) failAt(WHERE, 'config must be an object');
   const d = LINEAR_ATTENTION_DEFAULTS;
-  const dModel = args.dModel == null ? null : positiveInt('dModel', args.dModel);
-  const numHeads = positiveInt('numHeads', args.numHeads ?? d.numHeads);
-  let keyDim = args.keyDim == null ? null : positiveInt('keyDim', args.keyDim);
-  let valueDim = args.valueDim == null ? null : positiveInt('valueDim', args.valueDim);
+  const raw = args as Record<string, unknown>;
+  const sizes = fields(raw, { dModel: nullable(is.posInt), numHeads: withDefault(is.posInt, d.numHeads), keyDim: nullable(is.posInt), valueDim: nullable(is.posInt) }, WHERE);
+  const { dModel, numHeads } = sizes;
+  let { keyDim, valueDim } = sizes;
   if (dModel !== null && (keyDim === null || valueDim === null)) {
     const w = headWidthFromModel(dModel, numHeads);
     keyDim = keyDim ?? w;
     valueDim = valueDim ?? w;
   }
-  const rule = oneOf('rule', args.rule ?? d.rule, LINEAR_ATTENTION_RULES);
-  const qkNorm = oneOf('qkNorm', args.qkNorm ?? (rule === 'additive' ? 'none' : 'l2'), QK_NORMS);
-  const queryScale = oneOf('queryScale', args.queryScale ?? d.queryScale, QUERY_SCALES);
-  const chunkSize = positiveInt('chunkSize', args.chunkSize ?? d.chunkSize);
-  const impl = oneOf('impl', args.impl ?? d.impl, LINEAR_ATTENTION_IMPLS);
-  const inverse = oneOf('inverse', args.inverse ?? d.inverse, TRIL_INVERSE_METHODS);
-  const useBias = args.useBias ?? d.useBias;
-  if (typeof useBias !== 'boolean') fail('useBias', `must be a boolean, got ${JSON.stringify(useBias)}`);
+  const rule = withDefault(is.oneOf(LINEAR_ATTENTION_RULES), d.rule)(args.rule, `${WHERE}.rule`);
+  const modes = fields(
+    raw,
+    {
+      qkNorm: withDefault(is.oneOf(QK_NORMS), rule === 'additive' ? 'none' : 'l2'),
+      queryScale: withDefault(is.oneOf(QUERY_SCALES), d.queryScale),
+      chunkSize: withDefault(is.posInt, d.chunkSize),
+      impl: withDefault(is.oneOf(LINEAR_ATTENTION_IMPLS), d.impl),
+      inverse: withDefault(is.oneOf(TRIL_INVERSE_METHODS), d.inverse),
+      useBias: withDefault(is.bool(), d.useBias),
+    },
+    WHERE,
+  );
+  const kernelInitializer = resolveInitializer('kernelInitializer', args.kernelInitializer ?? d.kernelInitializer);
+  const biasInitializer = resolveInitializer('biasInitializer', args.biasInitializer ?? d.biasInitializer);
+  const biases = fields(raw, { betaBiasInit: withDefault(is.number(), d.betaBiasInit), gateBiasInit: withDefault(is.number(), d.gateBiasInit) }, WHERE);
   return {
     dModel,
     numHeads,
     keyDim,
     valueDim,
     rule,
-    qkNorm,
-    queryScale,
-    chunkSize,
-    impl,
-    inverse,
-    useBias,
-    kernelInitializer: resolveInitializer('kernelInitializer', args.kernelInitializer ?? d.kernelInitializer),
-    biasInitializer: resolveInitializer('biasInitializer', args.biasInitializer ?? d.biasInitializer),
-    betaBiasInit: finite('betaBiasInit', args.betaBiasInit ?? d.betaBiasInit),
-    gateBiasInit: finite('gateBiasInit', args.gateBiasInit ?? d.gateBiasInit),
+    ...modes,
+    kernelInitializer,
+    biasInitializer,
+    ...biases,
   };
 }

@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { getInnerLoss } from '../../core/inner-loss';
+import { failAt, fields, is, nullable, withDefault } from '../../core/validate';
 import { validateGradientMode, type GradientMode } from '../../core/level';
 import { MEMORY_ACTIVATIONS, MEMORY_KINDS, STEP_NORMS, type MemoryActivation, type MemoryKind, type StepNorm } from './ops/memory';
 
@@ -179,26 +180,7 @@ export const TITANS_DEFAULTS: Omit<ResolvedTitansConfig, 'dModel'> = {
 
 const WHERE = 'NlTitansMemory';
 function fail(field: string, msg: string): never {
-  throw new Error(`${WHERE}.${field}: ${msg}`);
-}
-function positiveInt(field: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) fail(field, `must be a positive integer, got ${JSON.stringify(v)}`);
-  return v as number;
-}
-function oneOf<T extends string>(field: string, v: unknown, allowed: readonly T[]): T {
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    fail(field, `must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
-  }
-  return v as T;
-}
-function finite(field: string, v: unknown, min = -Infinity, strict = false): number {
-  const ok = typeof v === 'number' && Number.isFinite(v) && (strict ? v > min : v >= min);
-  if (!ok) fail(field, `must be a finite number ${strict ? '>' : '>='} ${min}, got ${JSON.stringify(v)}`);
-  return v as number;
-}
-function bool(field: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') fail(field, `must be a boolean, got ${JSON.stringify(v)}`);
-  return v as boolean;
+  return failAt(`${WHERE}.${field}`, msg);
 }
 
 /** Head width d = dModel / numHeads (numHeads must divide dModel). */
@@ -208,44 +190,53 @@ export function headDimOf(dModel: number, numHeads: number): number {
 }
 
 export function resolveTitansConfig(args: TitansMemoryArgs = {}): ResolvedTitansConfig {
-  if (typeof args !== 'object' || args === null) throw new Error(`${WHERE}: config must be an object`);
+  if (typeof args !== 'object' || args === null) failAt(WHERE, 'config must be an object');
   const d = TITANS_DEFAULTS;
-  const dModel = args.dModel == null ? null : positiveInt('dModel', args.dModel);
-  const numHeads = positiveInt('numHeads', args.numHeads ?? d.numHeads);
+  const raw = args as Record<string, unknown>;
+  const { dModel, numHeads } = fields(raw, { dModel: nullable(is.posInt), numHeads: withDefault(is.posInt, d.numHeads) }, WHERE);
   if (dModel !== null) headDimOf(dModel, numHeads);
   const innerLoss = args.innerLoss ?? d.innerLoss;
   if (typeof innerLoss !== 'string') fail('innerLoss', `must be a loss name, got ${JSON.stringify(innerLoss)}`);
-  getInnerLoss(innerLoss, new Map(), `${WHERE}.innerLoss`);
-  const parameterization = oneOf('parameterization', args.parameterization ?? d.parameterization, TITANS_PARAMETERIZATIONS);
+  getInnerLoss(innerLoss, `${WHERE}.innerLoss`);
+  const parameterization = withDefault(is.oneOf(TITANS_PARAMETERIZATIONS), d.parameterization)(args.parameterization, `${WHERE}.parameterization`);
   const p = TITANS_PARAMETERIZATION_DEFAULTS[parameterization];
-  return {
-    dModel,
-    numHeads,
-    memory: oneOf('memory', args.memory ?? d.memory, MEMORY_KINDS),
-    expansion: positiveInt('expansion', args.expansion ?? d.expansion),
-    activation: oneOf('activation', args.activation ?? d.activation, MEMORY_ACTIVATIONS),
-    innerLoss,
-    chunkSize: positiveInt('chunkSize', args.chunkSize ?? d.chunkSize),
-    impl: oneOf('impl', args.impl ?? d.impl, TITANS_IMPLS),
-    gradientMode: validateGradientMode(args.gradientMode ?? d.gradientMode, `${WHERE}.gradientMode`),
-    checkpoint: bool('checkpoint', args.checkpoint ?? d.checkpoint),
-    parameterization,
-    thetaMax: finite('thetaMax', args.thetaMax ?? p.thetaMax, 0, true),
-    thetaBiasInit: finite('thetaBiasInit', args.thetaBiasInit ?? p.thetaBiasInit),
-    momentum: bool('momentum', args.momentum ?? p.momentum),
-    etaBiasInit: finite('etaBiasInit', args.etaBiasInit ?? p.etaBiasInit),
-    alphaBiasInit: finite('alphaBiasInit', args.alphaBiasInit ?? p.alphaBiasInit),
-    innerGradClip: finite('innerGradClip', args.innerGradClip ?? p.innerGradClip, 0),
-    stepNorm: oneOf('stepNorm', args.stepNorm ?? p.stepNorm, STEP_NORMS),
-    qkvActivation: oneOf('qkvActivation', args.qkvActivation ?? d.qkvActivation, QKV_ACTIVATIONS),
-    qkNorm: oneOf('qkNorm', args.qkNorm ?? d.qkNorm, TITANS_QK_NORMS),
-    conv: bool('conv', args.conv ?? d.conv),
-    outputNorm: bool('outputNorm', args.outputNorm ?? d.outputNorm),
-    outputGate: bool('outputGate', args.outputGate ?? d.outputGate),
-    outputProjection: bool('outputProjection', args.outputProjection ?? d.outputProjection),
-    checkFinite: oneOf('checkFinite', args.checkFinite ?? d.checkFinite, CHECK_FINITE_MODES),
-    kernelInitializer: oneOf('kernelInitializer', args.kernelInitializer ?? d.kernelInitializer, TITANS_INITIALIZERS),
-    memoryInitScale: finite('memoryInitScale', args.memoryInitScale ?? d.memoryInitScale, 0),
-    memoryOutputInit: oneOf('memoryOutputInit', args.memoryOutputInit ?? p.memoryOutputInit, MEMORY_OUTPUT_INITS),
-  };
+  const head = fields(
+    raw,
+    {
+      memory: withDefault(is.oneOf(MEMORY_KINDS), d.memory),
+      expansion: withDefault(is.posInt, d.expansion),
+      activation: withDefault(is.oneOf(MEMORY_ACTIVATIONS), d.activation),
+      chunkSize: withDefault(is.posInt, d.chunkSize),
+      impl: withDefault(is.oneOf(TITANS_IMPLS), d.impl),
+      gradientMode: withDefault(validateGradientMode, d.gradientMode),
+      checkpoint: withDefault(is.bool(), d.checkpoint),
+    },
+    WHERE,
+  );
+  const rest = fields(
+    raw,
+    {
+      thetaMax: withDefault(is.number({ above: 0 }), p.thetaMax),
+      thetaBiasInit: withDefault(is.number(), p.thetaBiasInit),
+      momentum: withDefault(is.bool(), p.momentum),
+      etaBiasInit: withDefault(is.number(), p.etaBiasInit),
+      alphaBiasInit: withDefault(is.number(), p.alphaBiasInit),
+      innerGradClip: withDefault(is.number({ min: 0 }), p.innerGradClip),
+      stepNorm: withDefault(is.oneOf(STEP_NORMS), p.stepNorm),
+      qkvActivation: withDefault(is.oneOf(QKV_ACTIVATIONS), d.qkvActivation),
+      qkNorm: withDefault(is.oneOf(TITANS_QK_NORMS), d.qkNorm),
+      conv: withDefault(is.bool(), d.conv),
+      outputNorm: withDefault(is.bool(), d.outputNorm),
+      outputGate: withDefault(is.bool(), d.outputGate),
+      outputProjection: withDefault(is.bool(), d.outputProjection),
+      checkFinite: withDefault(is.oneOf(CHECK_FINITE_MODES), d.checkFinite),
+      kernelInitializer: withDefault(is.oneOf(TITANS_INITIALIZERS), d.kernelInitializer),
+      memoryInitScale: withDefault(is.number({ min: 0 }), d.memoryInitScale),
+      memoryOutputInit: withDefault(is.oneOf(MEMORY_OUTPUT_INITS), p.memoryOutputInit),
+    },
+    WHERE,
+  );
+  const { memory, expansion, activation, chunkSize, impl, gradientMode, checkpoint } = head;
+  // the key order of getConfig(), as before
+  return { dModel, numHeads, memory, expansion, activation, innerLoss, chunkSize, impl, gradientMode, checkpoint, parameterization, ...rest };
 }

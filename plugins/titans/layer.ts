@@ -159,7 +159,7 @@ export function titansForward(
     const ropts: TitansRecurrenceOptions = {
       kind: o.memory,
       activation: o.activation,
-      loss: getInnerLoss(o.innerLoss, new Map(), 'NlTitansMemory.innerLoss'),
+      loss: getInnerLoss(o.innerLoss, 'NlTitansMemory.innerLoss'),
       chunkSize: o.chunkSize,
       innerGradClip: o.innerGradClip,
       stepNorm: o.stepNorm,
