@@ -324,9 +324,9 @@ const FULL: MadConfig = {
   // (Transformer 0.90 at 750; DeltaNet 0.76 at 1000, 0.84 at 3000, still rising), memorization 500 (both 1.00 at
   // 250), compression 1000 (Transformer 0.96 at 500, 1.00 at 1000).
   learningRate: 3e-3,
-  // HOPE at 1e-2 (probe 2026-12-06, MQAR seeds 1-2, docs/results/hope-lr-probe-2026-12-06.jsonl: at 3e-3 its self-modifying
-  // Titans learned the binding on 0/2 seeds in 1000 steps, at 1e-2 on 2/2; DeltaNet is better at 3e-3: 0.975 vs 0.953).
-  learningRateByKind: { hope: 1e-2 },
+  // One rate for every kind here. HOPE's better rate on MQAR is 1e-2 (mqar.ts), but not on MAD in-context recall:
+  // seed 1 reached 0.446 after 3000 steps at 1e-2 against 0.996 at 3e-3 (docs/results/hope-lr-probe-2026-12-06.jsonl).
+  learningRateByKind: {},
   steps: 3000,
   stepsByTask: { 'in-context-recall': 3000, 'fuzzy-recall': 1000, 'selective-copying': 1000, memorization: 500, compression: 1000 },
   batchSize: 16,
