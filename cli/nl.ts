@@ -96,13 +96,8 @@ export function cliErrorLine(e: unknown): string {
 /** The command's name (package.json "bin": `nlearn`, also `nested-learning`; coreutils owns `nl`). */
 export const CLI_NAME = 'nlearn';
 
-export function program(): Command {
-  const cmd = new Command(CLI_NAME)
-    .description('Nested Learning / HOPE on TensorFlow.js')
-    .version(packageVersion(), '-V, --version', 'print the nested-learning version')
-    .option('--backend <name>', 'wasm | cpu | tensorflow (default: NL_BACKEND or wasm)');
-  const be = (): { backend?: string } => cmd.opts();
-
+/** `train`: fresh run, --resume or --force; progress bar, Ctrl-C saves a checkpoint. */
+function addTrainCommand(cmd: Command, be: () => { backend?: string }): void {
   cmd
     .command('train')
     .description('train a model (progress, validation bpb, atomic checkpoints, metrics.jsonl, learning-curve.svg + .png)')
@@ -116,114 +111,154 @@ export function program(): Command {
     .option('--no-plot', 'skip the learning curve (SVG and PNG)')
     .option('--sample <n>', 'tokens to generate at the end (bytes with the byte tokenizer)', intArg('--sample', 1e6))
     .option('--workers <n>', 'data-parallel workers, this thread included, each a backend instance training a slice of the batch (default: NL_WORKERS, else all cores; 1 = none)', intArg('--workers'))
-    .action(async (o) => {
-      if (o.resume && o.force) throw new Error('give --resume (continue the run in --out) or --force (start a fresh run there), not both');
-      if (o.preset && o.config) throw new Error('give --preset or --config, not both');
-      const R = lazy.run();
-      if (!o.resume) R.checkFreshOut(o.out, !!o.force); // before the backend starts or a weight exists
-      await backend(be());
-      const tf = lazy.tf();
-      let r: Run;
-      if (o.resume) {
-        r = await R.loadRun(o.out, undefined, '--out');
-        const steps = o.steps ?? r.config.training.steps;
-        console.error(`resumed ${o.out} at step ${r.step} with the config in its checkpoint (${path.join(o.out, R.LATEST_FILE)})`);
-        if (o.preset || o.config) {
-          const flag = o.config ? `--config ${o.config}` : `--preset ${o.preset}`;
-          let diff: string[];
-          try {
-            diff = R.configDifferences(r.config, loadConfig(o));
-          } catch (e) {
-            R.disposeRun(r);
-            throw e;
-          }
-          if (diff.length) console.error(`warning: ${flag} is ignored with --resume: the run continues with its checkpoint's config, which differs in ${diff.join(', ')} (to train that config, start a fresh run: another --out, or --force)`);
-          else console.error(`${flag}: the same config as the checkpoint's`);
-        }
-        if (r.step >= steps) {
-          const ckpt = path.join(o.out, `ckpt-${r.step}`);
-          console.log(r.step === steps ? `nothing to do: run already at step ${r.step} of ${steps} (${ckpt}); give --steps N > ${steps} to train further` : `nothing to do: run already at step ${r.step}, past --steps ${steps} (${ckpt})`);
-          R.disposeRun(r);
-          return;
-        }
-      } else {
-        r = R.createRun(loadConfig(o));
-      }
-      const { defaultWorkers, startRunWorkers } = lazy.parallel();
-      const workers = Math.min(o.workers ?? defaultWorkers(tf.getBackend()), r.config.training.batchSize);
-      const pool = workers > 1 ? startRunWorkers(r, workers, tf.getBackend()) : null; // the worker threads start while the data loads
-      let ds: ReturnType<typeof R.datasetFor>;
-      try {
-        ds = R.datasetFor(r, dataSpec(o.data));
-      } catch (e) {
-        await pool?.then((p) => p.close(), () => {});
-        R.disposeRun(r); // nothing of a refused run stays allocated
-        throw e;
-      }
-      const dp = pool ? await pool : null;
-      if (o.force) {
-        const m = R.moveRunAside(o.out);
-        if (m.dir) console.error(`--force: moved the previous run's ${m.moved.length} entr${m.moved.length === 1 ? 'y' : 'ies'} (${m.moved.join(', ')}) into ${m.dir}`);
-        if (m.kept.length) console.error(`--force: left in ${o.out}: ${m.kept.join(', ')} (not written by ${CLI_NAME} train)`);
-      }
-      if (dp) console.error(`data parallel: ${workers} workers (this thread + ${workers - 1} worker thread${workers > 2 ? 's' : ''}), each batch split by sequence`);
-      const steps = o.steps ?? r.config.training.steps;
-      const tpb = r.config.training.batchSize * r.config.training.seqLength;
-      const tokInfo = ds.tokenizer.kind === 'byte' ? '' : ` = ${ds.train.length} / ${ds.validation.length} ${ds.tokenizer.kind} tokens (${(ds.trainBytes / ds.train.length).toFixed(2)} bytes/token)`;
-      console.error(`${r.config.name ?? 'model'}: ${r.lm.countParams()} parameters; data ${ds.source}: ${ds.trainBytes} train / ${ds.validationBytes} validation bytes${tokInfo}`);
-      const { SingleBar } = require('cli-progress') as typeof import('cli-progress');
-      const bar = new SingleBar({
-        format: 'step {value}/{total} | {tps} tok/s | loss {loss} ({bpb} bpb) | val {val} bpb | CMS updates {cms} | ETA {eta_s2}',
-        hideCursor: true,
-      });
-      bar.start(steps, r.step, { tps: '-', loss: '-', bpb: '-', val: '-', cms: 0, eta_s2: '?' });
-      let stop = false;
-      const onSigint = (sig: string): void => {
-        stop = true;
-        console.error(`\n${sig === 'SIGTERM' ? 'SIGTERM' : 'Ctrl-C'}: saving a checkpoint after this step ...`);
-      };
-      process.on('SIGINT', onSigint);
-      process.on('SIGTERM', onSigint); // like Ctrl-C: finish the step, save, exit
-      let tpsAvg = 0;
-      let val = '-';
-      let cmsTotal = 0;
-      try {
-        const res = await R.train(r, ds, {
-          steps,
-          out: o.out,
-          plot: o.plot,
-          shouldStop: () => stop,
-          ...(dp ? { parallel: dp } : {}),
-          onValidation: (step, bpb) => {
-            val = bpb.toFixed(3);
-            if (!process.stderr.isTTY) console.error(`step ${step}: validation ${val} bpb`);
-          },
-          onStep: (row) => {
-            tpsAvg = tpsAvg ? 0.9 * tpsAvg + 0.1 * row.tokensPerSecond : row.tokensPerSecond;
-            cmsTotal += row.cmsUpdates;
-            bar.update(row.step, { tps: tpsAvg.toFixed(0), loss: row.loss.toFixed(3), bpb: row.bpb.toFixed(3), val, cms: cmsTotal, eta_s2: fmtEta(((steps - row.step) * tpb) / tpsAvg) });
-          },
-        });
-        bar.stop();
-        const last = res.rows[res.rows.length - 1];
-        console.log(JSON.stringify({ step: r.step, loss: last?.loss, valBpb: [...res.rows].reverse().find((x) => x.valBpb !== undefined)?.valBpb, tokensPerSecond: Math.round(tpsAvg), checkpoint: res.checkpoint, stopped: res.stopped }));
-        if (o.sample && !res.stopped) {
-          const tok = R.runTokenizer(r);
-          const w = tokenWriter(tok);
-          process.stdout.write('--- sample ---\nCall me ');
-          await r.lm.generate(Array.from(tok.encode('Call me ')), { tokens: o.sample, temperature: 0.8, topK: 40, onToken: w.onToken });
-          w.end();
-          process.stdout.write('\n');
-        }
-      } finally {
-        process.off('SIGINT', onSigint);
-        process.off('SIGTERM', onSigint);
-        await dp?.close();
-        bar.stop();
-        R.disposeRun(r);
-      }
-    });
+    .action((o: TrainOpts) => trainAction(o, be));
+}
 
+/** The options of `train`, as commander parses them. */
+interface TrainOpts {
+  preset?: string;
+  config?: string;
+  data?: string;
+  steps?: number;
+  out: string;
+  resume?: boolean;
+  force?: boolean;
+  plot: boolean;
+  sample?: number;
+  workers?: number;
+}
+
+type RunLib = typeof import('../run/run');
+type Dataset = ReturnType<RunLib['datasetFor']>;
+type WorkerPool = Awaited<ReturnType<typeof import('../run/parallel')['startRunWorkers']>>;
+
+/** `train`: the run (resumed or new), its data and workers, then the training loop with progress. */
+async function trainAction(o: TrainOpts, be: () => { backend?: string }): Promise<void> {
+  if (o.resume && o.force) throw new Error('give --resume (continue the run in --out) or --force (start a fresh run there), not both');
+  if (o.preset && o.config) throw new Error('give --preset or --config, not both');
+  const R = lazy.run();
+  if (!o.resume) R.checkFreshOut(o.out, !!o.force); // before the backend starts or a weight exists
+  await backend(be());
+  const r = o.resume ? await resumeRun(R, o) : R.createRun(loadConfig(o));
+  if (!r) return;
+  const { ds, dp, workers } = await startDataAndWorkers(R, r, o);
+  if (o.force) moveAsideReport(R, o.out);
+  if (dp) console.error(`data parallel: ${workers} workers (this thread + ${workers - 1} worker thread${workers > 2 ? 's' : ''}), each batch split by sequence`);
+  await trainWithProgress(R, r, ds, dp, o);
+}
+
+/** --resume: the run in --out with its checkpoint's config (a differing --preset/--config is reported); null when it is already at --steps. */
+async function resumeRun(R: RunLib, o: TrainOpts): Promise<Run | null> {
+  const r = await R.loadRun(o.out, undefined, '--out');
+  const steps = o.steps ?? r.config.training.steps;
+  console.error(`resumed ${o.out} at step ${r.step} with the config in its checkpoint (${path.join(o.out, R.LATEST_FILE)})`);
+  if (o.preset || o.config) {
+    const flag = o.config ? `--config ${o.config}` : `--preset ${o.preset}`;
+    let diff: string[];
+    try {
+      diff = R.configDifferences(r.config, loadConfig(o));
+    } catch (e) {
+      R.disposeRun(r);
+      throw e;
+    }
+    if (diff.length) console.error(`warning: ${flag} is ignored with --resume: the run continues with its checkpoint's config, which differs in ${diff.join(', ')} (to train that config, start a fresh run: another --out, or --force)`);
+    else console.error(`${flag}: the same config as the checkpoint's`);
+  }
+  if (r.step >= steps) {
+    const ckpt = path.join(o.out, `ckpt-${r.step}`);
+    console.log(r.step === steps ? `nothing to do: run already at step ${r.step} of ${steps} (${ckpt}); give --steps N > ${steps} to train further` : `nothing to do: run already at step ${r.step}, past --steps ${steps} (${ckpt})`);
+    R.disposeRun(r);
+    return null;
+  }
+  return r;
+}
+
+/** Starts the data-parallel workers (they start while the data loads) and loads the dataset; on an error nothing stays allocated. */
+async function startDataAndWorkers(R: RunLib, r: Run, o: TrainOpts): Promise<{ ds: Dataset; dp: WorkerPool | null; workers: number }> {
+  const tf = lazy.tf();
+  const { defaultWorkers, startRunWorkers } = lazy.parallel();
+  const workers = Math.min(o.workers ?? defaultWorkers(tf.getBackend()), r.config.training.batchSize);
+  const pool = workers > 1 ? startRunWorkers(r, workers, tf.getBackend()) : null; // the worker threads start while the data loads
+  let ds: Dataset;
+  try {
+    ds = R.datasetFor(r, dataSpec(o.data));
+  } catch (e) {
+    await pool?.then((p) => p.close(), () => {});
+    R.disposeRun(r); // nothing of a refused run stays allocated
+    throw e;
+  }
+  const dp = pool ? await pool : null;
+  return { ds, dp, workers };
+}
+
+/** --force: moves the previous run's files aside and says what moved and what stayed. */
+function moveAsideReport(R: RunLib, out: string): void {
+  const m = R.moveRunAside(out);
+  if (m.dir) console.error(`--force: moved the previous run's ${m.moved.length} entr${m.moved.length === 1 ? 'y' : 'ies'} (${m.moved.join(', ')}) into ${m.dir}`);
+  if (m.kept.length) console.error(`--force: left in ${out}: ${m.kept.join(', ')} (not written by ${CLI_NAME} train)`);
+}
+
+/** The training loop with a progress bar; Ctrl-C / SIGTERM finish the step and save; the summary line, then --sample. Disposes the run. */
+async function trainWithProgress(R: RunLib, r: Run, ds: Dataset, dp: WorkerPool | null, o: TrainOpts): Promise<void> {
+  const steps = o.steps ?? r.config.training.steps;
+  const tpb = r.config.training.batchSize * r.config.training.seqLength;
+  const tokInfo = ds.tokenizer.kind === 'byte' ? '' : ` = ${ds.train.length} / ${ds.validation.length} ${ds.tokenizer.kind} tokens (${(ds.trainBytes / ds.train.length).toFixed(2)} bytes/token)`;
+  console.error(`${r.config.name ?? 'model'}: ${r.lm.countParams()} parameters; data ${ds.source}: ${ds.trainBytes} train / ${ds.validationBytes} validation bytes${tokInfo}`);
+  const { SingleBar } = require('cli-progress') as typeof import('cli-progress');
+  const bar = new SingleBar({
+    format: 'step {value}/{total} | {tps} tok/s | loss {loss} ({bpb} bpb) | val {val} bpb | CMS updates {cms} | ETA {eta_s2}',
+    hideCursor: true,
+  });
+  bar.start(steps, r.step, { tps: '-', loss: '-', bpb: '-', val: '-', cms: 0, eta_s2: '?' });
+  let stop = false;
+  const onSigint = (sig: string): void => {
+    stop = true;
+    console.error(`\n${sig === 'SIGTERM' ? 'SIGTERM' : 'Ctrl-C'}: saving a checkpoint after this step ...`);
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint); // like Ctrl-C: finish the step, save, exit
+  let tpsAvg = 0;
+  let val = '-';
+  let cmsTotal = 0;
+  try {
+    const res = await R.train(r, ds, {
+      steps,
+      out: o.out,
+      plot: o.plot,
+      shouldStop: () => stop,
+      ...(dp ? { parallel: dp } : {}),
+      onValidation: (step, bpb) => {
+        val = bpb.toFixed(3);
+        if (!process.stderr.isTTY) console.error(`step ${step}: validation ${val} bpb`);
+      },
+      onStep: (row) => {
+        tpsAvg = tpsAvg ? 0.9 * tpsAvg + 0.1 * row.tokensPerSecond : row.tokensPerSecond;
+        cmsTotal += row.cmsUpdates;
+        bar.update(row.step, { tps: tpsAvg.toFixed(0), loss: row.loss.toFixed(3), bpb: row.bpb.toFixed(3), val, cms: cmsTotal, eta_s2: fmtEta(((steps - row.step) * tpb) / tpsAvg) });
+      },
+    });
+    bar.stop();
+    const last = res.rows[res.rows.length - 1];
+    console.log(JSON.stringify({ step: r.step, loss: last?.loss, valBpb: [...res.rows].reverse().find((x) => x.valBpb !== undefined)?.valBpb, tokensPerSecond: Math.round(tpsAvg), checkpoint: res.checkpoint, stopped: res.stopped }));
+    if (o.sample && !res.stopped) {
+      const tok = R.runTokenizer(r);
+      const w = tokenWriter(tok);
+      process.stdout.write('--- sample ---\nCall me ');
+      await r.lm.generate(Array.from(tok.encode('Call me ')), { tokens: o.sample, temperature: 0.8, topK: 40, onToken: w.onToken });
+      w.end();
+      process.stdout.write('\n');
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+    await dp?.close();
+    bar.stop();
+    R.disposeRun(r);
+  }
+}
+
+/** `eval`: validation bpb and perplexity of a checkpoint. */
+function addEvalCommand(cmd: Command, be: () => { backend?: string }): void {
   cmd
     .command('eval')
     .description('validation bits per byte and perplexity of a checkpoint, on the whole validation split by default')
@@ -248,7 +283,10 @@ export function program(): Command {
         R.disposeRun(r);
       }
     });
+}
 
+/** `generate`: stream text from a checkpoint. */
+function addGenerateCommand(cmd: Command, be: () => { backend?: string }): void {
   cmd
     .command('generate')
     .description('stream text from a checkpoint (recurrent states carried: O(1) per token for recurrent blocks)')
@@ -283,7 +321,10 @@ export function program(): Command {
         R.disposeRun(r);
       }
     });
+}
 
+/** `memorize`: test-time learning on new text (bpb before and after). */
+function addMemorizeCommand(cmd: Command, be: () => { backend?: string }): void {
   cmd
     .command('memorize')
     .description('test-time learning on new text: bpb before and after reading it (in-context updates, no outer step); any text of 2+ tokens, e.g. one short fact')
@@ -306,7 +347,10 @@ export function program(): Command {
         R.disposeRun(r);
       }
     });
+}
 
+/** `doctor`: backend, versions, kernels, classes and a 1-second training sanity run. */
+function addDoctorCommand(cmd: Command, be: () => { backend?: string }): void {
   cmd
     .command('doctor')
     .description('backend, versions, kernels, registered classes, and a 1-second training sanity run')
@@ -340,7 +384,10 @@ export function program(): Command {
         R.disposeRun(r);
       }
     });
+}
 
+/** `bench`: the bench/ suites (source checkout only). */
+function addBenchCommand(cmd: Command): void {
   cmd
     .command('bench')
     .description(`run benchmark suites from bench/ (source checkout only; same as npm run bench -- <suite>), e.g. ${CLI_NAME} bench lm --T=128`)
@@ -352,14 +399,33 @@ export function program(): Command {
       const { runBench } = require(runner) as { runBench: (args: string[]) => Promise<void> };
       await runBench([...suites, ...c.args.filter((a) => a.startsWith('-') && !suites.includes(a))]);
     });
+}
 
+/** `schema`: the JSON Schema of run configs. */
+function addSchemaCommand(cmd: Command): void {
   cmd
     .command('schema')
     .description('print the JSON Schema of run configs (presets/schema.json)')
     .action(() => {
       process.stdout.write((require('./schema') as typeof import('./schema')).schemaText());
     });
+}
 
+/** The `nlearn` program: global options, then one function per subcommand (add<Name>Command) and `exp` (cli/exp.ts). */
+export function program(): Command {
+  const cmd = new Command(CLI_NAME)
+    .description('Nested Learning / HOPE on TensorFlow.js')
+    .version(packageVersion(), '-V, --version', 'print the nested-learning version')
+    .option('--backend <name>', 'wasm | cpu | tensorflow (default: NL_BACKEND or wasm)');
+  const be = (): { backend?: string } => cmd.opts();
+
+  addTrainCommand(cmd, be);
+  addEvalCommand(cmd, be);
+  addGenerateCommand(cmd, be);
+  addMemorizeCommand(cmd, be);
+  addDoctorCommand(cmd, be);
+  addBenchCommand(cmd);
+  addSchemaCommand(cmd);
   registerExp(cmd);
   return cmd;
 }
