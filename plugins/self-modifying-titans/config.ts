@@ -1,7 +1,7 @@
 /** Config of NlSelfModifyingTitans: defaults, validation (errors name the field), resolution. */
 import { BUILTIN_INNER_LOSSES } from '../../core/inner-loss';
 import { validateGradientMode, type GradientMode } from '../../core/level';
-import { BASE_LAYER_KEYS, refuseUnknownKeys } from '../../core/validate';
+import { BASE_LAYER_KEYS, is, refuseUnknownKeys } from '../../core/validate';
 import { NORMALIZE_MODES, SMT_IMPLS, SMT_PARAMETERIZATIONS, type NormalizeMode, type SmtImpl, type SmtParameterization } from './ops/forward';
 import { MEMORY_ACTIVATIONS, type MemoryActivation } from './ops/memory';
 
@@ -128,25 +128,12 @@ export const SMT_STABLE_DEFAULTS: SmtDefaults = {
 
 const C = 'NlSelfModifyingTitans';
 
-function oneOf<T extends string>(field: string, v: unknown, allowed: readonly T[]): T {
-  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) {
-    throw new Error(`${C}.${field}: must be one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
-  }
-  return v as T;
-}
-function posInt(field: string, v: unknown): number {
-  if (!Number.isInteger(v) || (v as number) < 1) throw new Error(`${C}.${field}: must be a positive integer, got ${JSON.stringify(v)}`);
-  return v as number;
-}
-function bool(field: string, v: unknown): boolean {
-  if (typeof v !== 'boolean') throw new Error(`${C}.${field}: must be a boolean, got ${JSON.stringify(v)}`);
-  return v;
-}
-function num(field: string, v: unknown, lo: number, hi: number, loOpen: boolean, hiOpen: boolean): number {
-  const ok = typeof v === 'number' && Number.isFinite(v) && (loOpen ? v > lo : v >= lo) && (hiOpen ? v < hi : v <= hi);
-  if (!ok) throw new Error(`${C}.${field}: must be a number in ${loOpen ? '(' : '['}${lo}, ${hi}${hiOpen ? ')' : ']'}, got ${JSON.stringify(v)}`);
-  return v as number;
-}
+const oneOf = <T extends string>(field: string, v: unknown, allowed: readonly T[]): T => is.oneOf(allowed)(v, `${C}.${field}`);
+const posInt = (field: string, v: unknown): number => is.posInt(v, `${C}.${field}`);
+const bool = (field: string, v: unknown): boolean => is.bool()(v, `${C}.${field}`);
+/** A finite number in the interval lo..hi, each end open or closed ('a number in (0, 2]'). */
+const num = (field: string, v: unknown, lo: number, hi: number, loOpen: boolean, hiOpen: boolean): number =>
+  is.number({ ...(loOpen ? { above: lo } : { min: lo }), ...(hi === Infinity ? {} : hiOpen ? { below: hi } : { max: hi }) })(v, `${C}.${field}`);
 
 /** Every key of SelfModifyingTitansArgs (a misspelled key is refused, not ignored). */
 const SMT_KEYS: readonly string[] = [
