@@ -39,6 +39,8 @@ import {
   type Scheduler,
 } from '../../core';
 import { disposeStates, type NestedModel, type StageStates } from '../../core';
+import { failAt, is, withDefault } from '../../core/validate';
+import { OuterAccumulator } from './outer-step';
 
 /** What happens to a level's partial chunk at the end of a piece (train/memorize call). 'carry': it
  * stays pending and the count continues in the next piece of the same context (boundaries stay at
@@ -48,11 +50,7 @@ export type PartialChunkPolicy = 'flush' | 'carry';
 export const PARTIAL_CHUNK_POLICIES: readonly PartialChunkPolicy[] = ['flush', 'carry'];
 
 function validatePartialChunkPolicy(v: unknown, path: string): PartialChunkPolicy {
-  if (v === undefined) return 'carry';
-  if (typeof v !== 'string' || !(PARTIAL_CHUNK_POLICIES as readonly string[]).includes(v)) {
-    throw new Error(`${path}: must be one of ${PARTIAL_CHUNK_POLICIES.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(v)}`);
-  }
-  return v as PartialChunkPolicy;
+  return withDefault(is.oneOf(PARTIAL_CHUNK_POLICIES), 'carry', 'undefined')(v, path);
 }
 
 /** Per-token task loss: output y [B, T, ...] and targets [B, T, ...] -> [B, T]. */
@@ -219,9 +217,45 @@ interface LevelRef {
   localId: string;
 }
 
-function fail(path: string, msg: string): never {
-  throw new Error(`${path}: ${msg}`);
+/** A fast copy of an in-context level's weights: a gradient target of the segment's backward pass. */
+interface FastTarget {
+  stage: number;
+  key: string;
+  variable: tf.Variable;
 }
+
+/** The working state of one train/memorize call (a piece of a context). */
+interface Piece {
+  kind: 'train' | 'memorize';
+  train: boolean;
+  collect: boolean;
+  session: Session;
+  /** B x T. */
+  tokens: number;
+  outerVars: tf.Variable[];
+  outerScale: number;
+  metaLearn: boolean;
+  /** Context token range of the piece [start, end) and the start of the current segment. */
+  start: number;
+  end: number;
+  segStart: number;
+  /** Level updates fired during the piece, by level id. */
+  fired: Record<string, number>;
+  lossSum: tf.Tensor;
+  /** Finiteness of every stage's output per segment (bool scalars, read only when the loss is not finite). */
+  finite: Array<{ stage: number; start: number; end: number; ok: tf.Tensor }>;
+  outs: tf.Tensor[];
+  tokLosses: tf.Tensor[];
+}
+
+/** What one segment's forward/backward pass produced. */
+interface Segment {
+  fast: FastTarget[];
+  grads: Array<tf.Tensor | undefined>;
+  newStates: StageStates;
+}
+
+const fail: (path: string, msg: string) => never = failAt;
 
 /** Private tf.Optimizer fields that hold state getWeights() rebuilds inexactly (AdamOptimizer, AdamaxOptimizer). */
 const EXACT_OPTIMIZER_SLOTS = ['accBeta1', 'accBeta2'] as const;
@@ -278,23 +312,17 @@ export class NestedTrainer {
   private scheduler: Scheduler | null = null;
   private levelRefs: LevelRef[] = [];
   private session: Session | null = null;
-  /** Outer gradients summed over the pieces of the current accumulation window (by variable name). */
-  private pendingOuter: Map<string, tf.Tensor> = new Map();
-  private pendingPieces = 0;
-  private outerStepCount = 0;
+  /** The outer gradients of the current accumulation window, the guard, clip and optimizer step (outer-step.ts). */
+  private outer = new OuterAccumulator();
 
   constructor(model: NestedModel, options: NestedTrainerOptions) {
     const p = 'NestedTrainer.options';
     if (typeof options !== 'object' || options === null) fail(p, 'must be an object');
     if (typeof options.loss !== 'function') fail(`${p}.loss`, 'must be a function (y, targets) -> per-token loss [B, T]');
-    const acc = options.accumulationSteps ?? 1;
-    if (!Number.isInteger(acc) || acc < 1) fail(`${p}.accumulationSteps`, `must be an integer >= 1, got ${JSON.stringify(options.accumulationSteps)}`);
-    if (options.segmentLength !== undefined && (!Number.isInteger(options.segmentLength) || options.segmentLength < 1)) {
-      fail(`${p}.segmentLength`, `must be an integer >= 1, got ${JSON.stringify(options.segmentLength)}`);
-    }
-    if (options.clipNorm !== undefined && !(typeof options.clipNorm === 'number' && options.clipNorm > 0 && Number.isFinite(options.clipNorm))) {
-      fail(`${p}.clipNorm`, `must be a finite number > 0, got ${JSON.stringify(options.clipNorm)}`);
-    }
+    const count = is.int(1, 'an integer >= 1');
+    const acc = withDefault(count, 1)(options.accumulationSteps, `${p}.accumulationSteps`);
+    if (options.segmentLength !== undefined) count(options.segmentLength, `${p}.segmentLength`);
+    if (options.clipNorm !== undefined) is.number({ above: 0 })(options.clipNorm, `${p}.clipNorm`);
     if (options.optimizer !== undefined && !(options.optimizer instanceof tf.Optimizer)) fail(`${p}.optimizer`, 'must be a tf.Optimizer');
     const dv = options.divergence;
     if (dv !== undefined) {
@@ -323,7 +351,7 @@ export class NestedTrainer {
 
   /** Outer optimizer steps taken so far. */
   get outerSteps(): number {
-    return this.outerStepCount;
+    return this.outer.steps;
   }
 
   /** Clocks of every level in the current context (zeros when no context is open). */
@@ -356,9 +384,7 @@ export class NestedTrainer {
   /** Disposes the context and pending outer gradients. */
   dispose(): void {
     this.resetMemory();
-    tf.dispose([...this.pendingOuter.values()]);
-    this.pendingOuter.clear();
-    this.pendingPieces = 0;
+    this.outer.clear();
   }
 
   /**
@@ -405,7 +431,7 @@ export class NestedTrainer {
     const exact = exactOptimizerSlots(this.options.optimizer);
     for (const x of exact) tensors.push({ key: `optx/${x.name}`, tensor: x.variable });
     const pendingOrder: string[] = [];
-    for (const [name, g] of this.pendingOuter) {
+    for (const [name, g] of this.outer.pending) {
       const pos = posOf.get(name);
       if (!pos) throw new Error(`NestedTrainer.exportCheckpoint: pending gradient for unknown variable '${name}'`);
       pendingOrder.push(pos);
@@ -417,8 +443,8 @@ export class NestedTrainer {
       gradientMode: this.options.gradientMode,
       partialChunk: this.options.partialChunk,
       accumulationSteps: this.options.accumulationSteps,
-      outerSteps: this.outerStepCount,
-      pendingPieces: this.pendingPieces,
+      outerSteps: this.outer.steps,
+      pendingPieces: this.outer.pieces,
       pendingOrder,
       optimizerWeights: optWeights.map((w) => w.name),
       ...(exact.length ? { optimizerExact: exact.map((x) => x.name) } : {}),
@@ -505,10 +531,10 @@ export class NestedTrainer {
       await this.options.optimizer!.setWeights(meta.optimizerWeights.map((name, i) => ({ name, tensor: get(`opt/${i}`) }))); // the optimizer makes its own variables
     }
     for (const n of meta.optimizerExact ?? []) exactSlots.get(n)!.assign(get(`optx/${n}`)); // exact running state (setWeights recomputes it with pow)
-    tf.dispose([...this.pendingOuter.values()]);
-    this.pendingOuter = new Map(meta.pendingOrder.map((pos) => [nameOf.get(pos)!, get(`outer/${pos}`).clone()]));
-    this.pendingPieces = meta.pendingPieces;
-    this.outerStepCount = meta.outerSteps;
+    this.outer.clear();
+    this.outer.pending = new Map(meta.pendingOrder.map((pos) => [nameOf.get(pos)!, get(`outer/${pos}`).clone()]));
+    this.outer.pieces = meta.pendingPieces;
+    this.outer.steps = meta.outerSteps;
     this.resetMemory();
     if (ms) {
       this.session = {
@@ -528,7 +554,7 @@ export class NestedTrainer {
    */
   pendingOuterGradients(): { pieces: number; grads: Array<{ key: string; tensor: tf.Tensor }> } {
     const posOf = this.positionKeys();
-    return { pieces: this.pendingPieces, grads: [...this.pendingOuter].map(([name, tensor]) => ({ key: posOf.get(name)!, tensor })) };
+    return { pieces: this.outer.pieces, grads: [...this.outer.pending].map(([name, tensor]) => ({ key: posOf.get(name)!, tensor })) };
   }
 
   /**
@@ -542,17 +568,15 @@ export class NestedTrainer {
     if (!Number.isInteger(pieces) || pieces < 1) fail(`${where}: pieces`, `must be an integer >= 1, got ${JSON.stringify(pieces)}`);
     const nameOf = new Map([...this.positionKeys()].map(([name, pos]) => [pos, name]));
     for (const g of grads) if (!nameOf.has(g.key)) fail(`${where}: grads`, `unknown position key '${g.key}'`);
-    tf.dispose([...this.pendingOuter.values()]);
-    this.pendingOuter = new Map(grads.map((g) => [nameOf.get(g.key)!, g.tensor.clone()]));
-    this.pendingPieces = pieces;
+    this.outer.clear();
+    this.outer.pending = new Map(grads.map((g) => [nameOf.get(g.key)!, g.tensor.clone()]));
+    this.outer.pieces = pieces;
     this.stepOuter();
   }
 
   /** Drops the pending outer gradients (data parallelism: another rank refused the piece). */
   discardOuterGradients(): void {
-    tf.dispose([...this.pendingOuter.values()]);
-    this.pendingOuter.clear();
-    this.pendingPieces = 0;
+    this.outer.clear();
   }
 
   /** tf.Variable name -> 's<stage>/w<index>'. */
@@ -622,154 +646,204 @@ export class NestedTrainer {
     }
   }
 
+  /**
+   * One piece (train or memorize): check the inputs and open/continue the context, then per segment
+   * forward + one backward pass, outer and fast-weight gradient accumulation and the level clocks, then
+   * the loss, the divergence guard and the outer step (train), the result and the progress event.
+   */
   private run(inputs: tf.Tensor, targets: tf.Tensor, kind: 'train' | 'memorize', newContext: boolean, collect: boolean, deferOuterStep = false, flush?: boolean): RunResult {
+    const t0 = Date.now();
+    const piece = this.beginPiece(inputs, targets, kind, newContext, collect);
+    for (const cut of this.cuts(piece.start, piece.end)) {
+      const seg = this.forwardBackward(piece, inputs, targets, cut);
+      if (piece.train) this.accumulateOuter(piece, seg);
+      this.accumulateFast(piece, seg);
+      this.advanceClocks(piece, cut, flush);
+    }
+    const { loss, skipped, outerStep } = this.endPiece(piece, deferOuterStep);
+    const result = this.pieceResult(piece, loss, outerStep, skipped);
+    this.reportProgress(piece, loss, outerStep, t0);
+    return result;
+  }
+
+  /** Checks inputs/targets, builds the model and levels, opens or continues the context. */
+  private beginPiece(inputs: tf.Tensor, targets: tf.Tensor, kind: 'train' | 'memorize', newContext: boolean, collect: boolean): Piece {
     const where = `NestedTrainer.${kind}`;
     if (!(inputs instanceof tf.Tensor) || inputs.rank < 2) fail(`${where}: inputs`, 'must be a tensor [B, T, ...]');
     if (!(targets instanceof tf.Tensor) || targets.shape[0] !== inputs.shape[0] || targets.shape[1] !== inputs.shape[1]) {
       fail(`${where}: targets`, `must be a tensor [B, T, ...] with B, T of inputs [${inputs.shape}], got [${(targets as tf.Tensor)?.shape}]`);
     }
-    const t0 = Date.now();
     this.model.build(inputs);
     this.ensureLevels();
     const [b, t] = inputs.shape as number[];
     let s = this.session;
     if (newContext || !s) s = this.openSession(b);
     else if (s.batchSize !== b) fail(`${where}: inputs`, `batch size ${b} differs from the open context's ${s.batchSize} (pass newContext: true)`);
-
     const train = kind === 'train';
-    const outerVars = train ? this.model.trainableVariables() : [];
-    const outerScale = 1 / (b * t); // outer gradient of the mean per-token loss of the piece
-    const metaLearn = train && this.options.gradientMode === 'full';
-    const start = s.tokensSeen;
-    const end = start + t;
-    const fired: Record<string, number> = {};
-    let lossSum: tf.Tensor = tf.scalar(0);
-    // finiteness of every stage's output per segment (bool scalars, read only when the loss is not finite)
-    const finite: Array<{ stage: number; start: number; end: number; ok: tf.Tensor }> = [];
-    const outs: tf.Tensor[] = [];
-    const tokLosses: tf.Tensor[] = [];
-    let a = start;
-    for (const cut of this.cuts(start, end)) {
-      const x = inputs.slice([0, a - start], [-1, cut - a]); // [B, Tseg, ...]
-      const y = targets.slice([0, a - start], [-1, cut - a]);
-      // Gradient targets: fast copies of every in-context level (Eq. 71).
-      const fast: Array<{ stage: number; key: string; variable: tf.Variable }> = [];
-      this.model.stages.forEach((_, i) => {
-        const l = this.model.learner(i);
-        if (l) for (const g of l.contextGradientTargets()) fast.push({ stage: i, key: g.stateKey, variable: g.variable });
-      });
-      const fastTensors = fast.map((f) => s!.states[f.stage]![f.key]);
-      const xs = [...outerVars, ...fastTensors];
-      let newStates: StageStates = [];
-      let segLoss: tf.Tensor;
-      const segStart = a;
-      const segEnd = cut;
-      const probe = train ? (stage: number, h: tf.Tensor): void => void finite.push({ stage, start: segStart, end: segEnd, ok: tf.keep(tf.all(tf.isFinite(h))) }) : undefined;
-      const f = (): tf.Scalar => {
-        const r = this.model.forward(x, s!.states, probe);
-        newStates = r.states;
-        for (const st of newStates) if (st) for (const v of Object.values(st)) tf.keep(v);
-        const l = this.options.loss(r.y, y); // [B, Tseg]
-        if (collect) {
-          outs.push(tf.keep(r.y));
-          tokLosses.push(tf.keep(l));
-        }
-        return l.sum() as tf.Scalar;
-      };
-      let grads: Array<tf.Tensor | undefined> = [];
-      if (xs.length > 0) {
-        const r = tf.engine().gradients(f, xs, undefined, true);
-        segLoss = r.value;
-        grads = r.grads;
-      } else {
-        segLoss = tf.tidy(f);
+    return {
+      kind,
+      train,
+      collect,
+      session: s,
+      tokens: b * t,
+      outerVars: train ? this.model.trainableVariables() : [],
+      outerScale: 1 / (b * t), // outer gradient of the mean per-token loss of the piece
+      metaLearn: train && this.options.gradientMode === 'full',
+      start: s.tokensSeen,
+      end: s.tokensSeen + t,
+      segStart: s.tokensSeen,
+      fired: {},
+      lossSum: tf.scalar(0),
+      finite: [],
+      outs: [],
+      tokLosses: [],
+    };
+  }
+
+  /**
+   * The segment [piece.segStart, cut): forward from the carried states and ONE backward pass of the summed
+   * per-token loss for the outer variables and every in-context level's fast copies (Eq. 71); adds the
+   * segment's loss to the piece's.
+   */
+  private forwardBackward(p: Piece, inputs: tf.Tensor, targets: tf.Tensor, cut: number): Segment {
+    const s = p.session;
+    const a = p.segStart;
+    const x = inputs.slice([0, a - p.start], [-1, cut - a]); // [B, Tseg, ...]
+    const y = targets.slice([0, a - p.start], [-1, cut - a]);
+    // Gradient targets: fast copies of every in-context level (Eq. 71).
+    const fast: FastTarget[] = [];
+    this.model.stages.forEach((_, i) => {
+      const l = this.model.learner(i);
+      if (l) for (const g of l.contextGradientTargets()) fast.push({ stage: i, key: g.stateKey, variable: g.variable });
+    });
+    const fastTensors = fast.map((f) => s.states[f.stage]![f.key]);
+    const xs = [...p.outerVars, ...fastTensors];
+    let newStates: StageStates = [];
+    let segLoss: tf.Tensor;
+    const probe = p.train ? (stage: number, h: tf.Tensor): void => void p.finite.push({ stage, start: a, end: cut, ok: tf.keep(tf.all(tf.isFinite(h))) }) : undefined;
+    const f = (): tf.Scalar => {
+      const r = this.model.forward(x, s.states, probe);
+      newStates = r.states;
+      for (const st of newStates) if (st) for (const v of Object.values(st)) tf.keep(v);
+      const l = this.options.loss(r.y, y); // [B, Tseg]
+      if (p.collect) {
+        p.outs.push(tf.keep(r.y));
+        p.tokLosses.push(tf.keep(l));
       }
-      tf.dispose([x, y]);
-      const newLoss = lossSum.add(segLoss);
-      tf.dispose([lossSum, segLoss]);
-      lossSum = newLoss;
-      // Outer gradients (mean loss), plus first-order meta-gradients of the in-context levels.
-      if (train) {
-        tf.tidy(() => {
-          const add = (name: string, g: tf.Tensor): void => {
-            const prev = this.pendingOuter.get(name);
-            this.pendingOuter.set(name, tf.keep(prev ? prev.add(g) : g.clone()));
-            if (prev) prev.dispose();
-          };
-          outerVars.forEach((v, i) => {
-            if (grads[i]) add(v.name, grads[i]!.mul(outerScale));
-          });
-          if (metaLearn) {
-            fast.forEach((fi, j) => {
-              const g = grads[outerVars.length + j];
-              if (g) add(fi.variable.name, g.sum(0).mul(outerScale)); // batch sum: every sequence's copy derives from W_0
-            });
-          }
+      return l.sum() as tf.Scalar;
+    };
+    let grads: Array<tf.Tensor | undefined> = [];
+    if (xs.length > 0) {
+      const r = tf.engine().gradients(f, xs, undefined, true);
+      segLoss = r.value;
+      grads = r.grads;
+    } else {
+      segLoss = tf.tidy(f);
+    }
+    tf.dispose([x, y]);
+    const newLoss = p.lossSum.add(segLoss);
+    tf.dispose([p.lossSum, segLoss]);
+    p.lossSum = newLoss;
+    return { fast, grads, newStates };
+  }
+
+  /** Outer gradients (mean loss) into the accumulation window, plus first-order meta-gradients of the in-context levels. */
+  private accumulateOuter(p: Piece, seg: Segment): void {
+    const { fast, grads } = seg;
+    tf.tidy(() => {
+      const add = (name: string, g: tf.Tensor): void => this.outer.add(name, g);
+      p.outerVars.forEach((v, i) => {
+        if (grads[i]) add(v.name, grads[i]!.mul(p.outerScale));
+      });
+      if (p.metaLearn) {
+        fast.forEach((fi, j) => {
+          const g = grads[p.outerVars.length + j];
+          if (g) add(fi.variable.name, g.sum(0).mul(p.outerScale)); // batch sum: every sequence's copy derives from W_0
         });
       }
-      // Fast-weight gradients -> pending accumulators (per sequence, sum over the segment's tokens).
-      const byStage = new Map<number, Record<string, tf.Tensor>>();
-      fast.forEach((fi, j) => {
-        const g = grads[outerVars.length + j];
-        if (!g) return;
-        if (!byStage.has(fi.stage)) byStage.set(fi.stage, {});
-        byStage.get(fi.stage)![fi.key] = g;
-      });
-      for (const [stage, g] of byStage) {
-        const st = newStates[stage]!;
-        newStates[stage] = (this.model.learner(stage) as InContextLearner).accumulateContextGradients(st, g);
-        disposeState(st);
-      }
-      tf.dispose(grads.filter((g): g is tf.Tensor => !!g));
-      disposeStates(s.states);
-      s.states = newStates;
-      s.tokensSeen = cut;
-      const ids = this.scheduler!.plan(cut);
-      const segFired = [...ids];
-      this.fire(s, ids, fired);
-      if (cut === end && (flush ?? this.options.partialChunk === 'flush')) {
-        const all = this.levelRefs.map((r) => r.spec.id);
-        const pending = levelsPending(this.levelRefs.map((r) => r.spec.period), all.map((id) => s!.lastUpdateAt.get(id)!), s.tokensSeen).map((l) => all[l]);
-        this.fire(s, pending, fired);
-        segFired.push(...pending);
-      }
-      this.options.onSegment?.({ start: a, end: cut, fired: segFired });
-      a = cut;
+    });
+  }
+
+  /** Fast-weight gradients -> the levels' pending accumulators (per sequence, sum over the segment's tokens); the new states become the session's. */
+  private accumulateFast(p: Piece, seg: Segment): void {
+    const { fast, grads, newStates } = seg;
+    const byStage = new Map<number, Record<string, tf.Tensor>>();
+    fast.forEach((fi, j) => {
+      const g = grads[p.outerVars.length + j];
+      if (!g) return;
+      if (!byStage.has(fi.stage)) byStage.set(fi.stage, {});
+      byStage.get(fi.stage)![fi.key] = g;
+    });
+    for (const [stage, g] of byStage) {
+      const st = newStates[stage]!;
+      newStates[stage] = (this.model.learner(stage) as InContextLearner).accumulateContextGradients(st, g);
+      disposeState(st);
     }
+    tf.dispose(grads.filter((g): g is tf.Tensor => !!g));
+    disposeStates(p.session.states);
+    p.session.states = newStates;
+  }
+
+  /** Advances the context to `cut`: fires the levels at their boundaries (scheduler.plan), flushes at the end of the piece when asked. */
+  private advanceClocks(p: Piece, cut: number, flush: boolean | undefined): void {
+    const s = p.session;
+    s.tokensSeen = cut;
+    const ids = this.scheduler!.plan(cut);
+    const segFired = [...ids];
+    this.fire(s, ids, p.fired);
+    if (cut === p.end && (flush ?? this.options.partialChunk === 'flush')) {
+      const all = this.levelRefs.map((r) => r.spec.id);
+      const pending = levelsPending(this.levelRefs.map((r) => r.spec.period), all.map((id) => s.lastUpdateAt.get(id)!), s.tokensSeen).map((l) => all[l]);
+      this.fire(s, pending, p.fired);
+      segFired.push(...pending);
+    }
+    this.options.onSegment?.({ start: p.segStart, end: cut, fired: segFired });
+    p.segStart = cut;
+  }
+
+  /** The piece's mean loss (one sync per call: the logging boundary); train: the divergence guard, then the outer step when the window is full. */
+  private endPiece(p: Piece, deferOuterStep: boolean): { loss: number; skipped: DivergenceInfo | null; outerStep: boolean } {
     let outerStep = false;
-    const loss = lossSum.dataSync()[0] * outerScale; // one sync per call (logging boundary)
-    lossSum.dispose();
+    const loss = p.lossSum.dataSync()[0] * p.outerScale;
+    p.lossSum.dispose();
     let skipped: DivergenceInfo | null = null;
     try {
-      if (train) {
-        this.pendingPieces++;
+      if (p.train) {
+        this.outer.pieces++;
         const maxLoss = this.options.divergence?.maxLoss ?? Infinity;
         if (!Number.isFinite(loss) || loss > maxLoss) {
-          skipped = this.diverged({ step: this.outerStepCount + 1, kind: Number.isFinite(loss) ? 'exploding loss' : 'non-finite loss', value: loss, where: this.locateNonFinite(finite) });
-        } else if (this.pendingPieces >= this.options.accumulationSteps && !deferOuterStep) {
+          skipped = this.diverged({ step: this.outer.steps + 1, kind: Number.isFinite(loss) ? 'exploding loss' : 'non-finite loss', value: loss, where: this.locateNonFinite(p.finite) });
+        } else if (this.outer.pieces >= this.options.accumulationSteps && !deferOuterStep) {
           skipped = this.stepOuter();
           outerStep = skipped === null;
         }
       }
     } finally {
-      tf.dispose(finite.map((x) => x.ok));
+      tf.dispose(p.finite.map((x) => x.ok));
       if (skipped) {
-        tf.dispose([...outs, ...tokLosses]);
-        outs.length = 0;
-        tokLosses.length = 0;
+        tf.dispose([...p.outs, ...p.tokLosses]);
+        p.outs.length = 0;
+        p.tokLosses.length = 0;
       }
     }
+    return { loss, skipped, outerStep };
+  }
+
+  /** The RunResult; with `collect`, the outputs and per-token losses of the piece's segments, concatenated. */
+  private pieceResult(p: Piece, loss: number, outerStep: boolean, skipped: DivergenceInfo | null): RunResult {
     const result: RunResult = { loss, outerStep, ...(skipped ? { skipped } : {}) };
-    if (collect && outs.length) {
-      result.outputs = tf.concat(outs, 1);
-      result.tokenLosses = tf.concat(tokLosses, 1);
-      tf.dispose([...outs, ...tokLosses]);
-    }
-    if (this.options.onProgress) {
-      const secs = Math.max(1e-3, (Date.now() - t0) / 1000);
-      this.options.onProgress({ kind, outerSteps: this.outerStepCount, tokens: b * t, tokensPerSecond: (b * t) / secs, loss, levelUpdatesFired: fired, outerStep });
+    if (p.collect && p.outs.length) {
+      result.outputs = tf.concat(p.outs, 1);
+      result.tokenLosses = tf.concat(p.tokLosses, 1);
+      tf.dispose([...p.outs, ...p.tokLosses]);
     }
     return result;
+  }
+
+  private reportProgress(p: Piece, loss: number, outerStep: boolean, t0: number): void {
+    if (!this.options.onProgress) return;
+    const secs = Math.max(1e-3, (Date.now() - t0) / 1000);
+    this.options.onProgress({ kind: p.kind, outerSteps: this.outer.steps, tokens: p.tokens, tokensPerSecond: p.tokens / secs, loss, levelUpdatesFired: p.fired, outerStep });
   }
 
   /** Where a non-finite value first appears: the first (segment, stage) whose output is not finite, else the memory states. */
@@ -800,58 +874,18 @@ export class NestedTrainer {
 
   /** Refuses the step: drops the pending outer gradients and the context; throws or (skip) returns the info. */
   private diverged(info: DivergenceInfo): DivergenceInfo {
-    tf.dispose([...this.pendingOuter.values()]);
-    this.pendingOuter.clear();
-    this.pendingPieces = 0;
+    this.outer.clear();
     this.resetMemory();
     if ((this.options.divergence?.onDivergence ?? 'throw') === 'skip') return info;
     throw new DivergenceError(info);
   }
 
   /**
-   * Averages the pending outer gradients, checks their global norm (divergence guard), clips them, and
-   * steps the outer optimizer. Returns null when applied, the divergence info when skipped.
+   * Steps the outer optimizer on the window's mean gradient (outer-step.ts: guard, clip, apply). Returns null
+   * when applied; when the divergence guard fires, refuses the step (diverged: throws, or returns the info with 'skip').
    */
   private stepOuter(): DivergenceInfo | null {
-    const k = this.pendingPieces;
-    const names = [...this.pendingOuter.keys()];
-    const maxNorm = this.options.divergence?.maxGradNorm ?? Infinity;
-    const normT = tf.tidy(() => tf.sqrt(tf.addN(names.length ? names.map((n) => this.pendingOuter.get(n)!.div(k).square().sum()) : [tf.scalar(0)])));
-    const norm = normT.dataSync()[0]; // one sync per outer step: the guard must know before applying
-    normT.dispose();
-    if (!Number.isFinite(norm) || norm > maxNorm) {
-      const label = this.parameterNames();
-      let where = '';
-      let worst = -1;
-      for (const n of names) {
-        const g = this.pendingOuter.get(n)!;
-        const [fin, sq] = tf.tidy(() => [tf.all(tf.isFinite(g)).dataSync()[0], g.div(k).square().sum().dataSync()[0]]);
-        if (!fin) {
-          where = `the gradient of ${label.get(n) ?? `'${n}'`}`;
-          break;
-        }
-        if (sq > worst) {
-          worst = sq;
-          where = `the gradient of ${label.get(n) ?? `'${n}'`} (largest, norm ${Math.sqrt(sq).toPrecision(3)})`;
-        }
-      }
-      const kind = Number.isNaN(norm) || names.some((n) => !tf.tidy(() => tf.all(tf.isFinite(this.pendingOuter.get(n)!)).dataSync()[0])) ? 'non-finite gradient' : 'exploding gradient';
-      return this.diverged({ step: this.outerStepCount + 1, kind, value: norm, where });
-    }
-    tf.tidy(() => {
-      let gs = names.map((n) => this.pendingOuter.get(n)!.div(k));
-      if (this.options.clipNorm !== undefined) {
-        const factor = tf.minimum(1, tf.div(this.options.clipNorm, tf.scalar(norm).add(1e-12))); // float32, as before the guard
-        gs = gs.map((g) => g.mul(factor));
-      }
-      const named: tf.NamedTensorMap = {};
-      names.forEach((n, i) => (named[n] = gs[i]));
-      this.options.optimizer!.applyGradients(named);
-    });
-    tf.dispose([...this.pendingOuter.values()]);
-    this.pendingOuter.clear();
-    this.pendingPieces = 0;
-    this.outerStepCount++;
-    return null;
+    const found = this.outer.step(this.options.optimizer!, this.options.clipNorm, this.options.divergence?.maxGradNorm ?? Infinity, () => this.parameterNames());
+    return found ? this.diverged({ step: this.outer.steps + 1, ...found }) : null;
   }
 }
