@@ -38,7 +38,7 @@ import { asWasmBackend } from './wasm-internals';
 import { SMT_STABLE_STEP } from '../../ops/fused-step';
 import { smtStableStepWasm, smtStepLoads, smtStepSwitch } from './smt-step/kernel';
 import { NEWTON_SCHULZ_KERNEL } from '../../transforms/newton-schulz-kernel';
-import { newtonSchulzLoads, newtonSchulzWasm } from './newton-schulz';
+import { newtonSchulzEnabledFromEnv, newtonSchulzLoads, newtonSchulzWasm } from './newton-schulz';
 
 const REPLACED: unique symbol = Symbol.for('nested-learning/project-kernel/replaced');
 
@@ -130,7 +130,7 @@ const WASM_KERNELS: readonly KernelSpec[] = [
     kernelName: NEWTON_SCHULZ_KERNEL,
     build: () => {
       const instance = tf.findBackend('wasm');
-      if (instance == null || !newtonSchulzLoads(instance)) return null;
+      if (!newtonSchulzEnabledFromEnv() || instance == null || !newtonSchulzLoads(instance)) return null;
       return { kernelName: NEWTON_SCHULZ_KERNEL, backendName: 'wasm', kernelFunc: newtonSchulzWasm as unknown as tf.KernelFunc };
     },
   },
@@ -156,7 +156,8 @@ function specsFor(backend: string): readonly KernelSpec[] {
 export function projectKernelNames(backend: string): string[] {
   return specsFor(backend)
     .map((k) => k.kernelName)
-    .filter((name) => name !== SMT_STABLE_STEP || smtStepSwitch.enabled); // off: NL_SMT_FUSED=off / setSmtStepEnabled(false)
+    .filter((name) => name !== SMT_STABLE_STEP || smtStepSwitch.enabled) // off: NL_SMT_FUSED=off / setSmtStepEnabled(false)
+    .filter((name) => name !== NEWTON_SCHULZ_KERNEL || newtonSchulzEnabledFromEnv()); // off: NL_WASM_GEMM=off
 }
 
 function isProjectKernel(config: tf.KernelConfig | undefined): config is ProjectKernelConfig {

@@ -23,7 +23,7 @@ const ALL_KERNELS = [
   'DepthwiseConv2dNativeBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput',
   ...(process.env.NL_SMT_FUSED === 'off' ? [] : ['NlSmtStableStep']), // smt-step/ (escape hatch: NL_SMT_FUSED=off)
-  'NlNewtonSchulz', // newton-schulz.ts (gemm.wasm's newton_schulz)
+  ...(process.env.NL_WASM_GEMM === 'off' ? [] : ['NlNewtonSchulz']), // newton-schulz.ts (gemm.wasm's newton_schulz; off with NL_WASM_GEMM=off)
 ];
 
 /** Deterministic values in [-1, 1) (mulberry32), so both backends see identical inputs. */

@@ -13,6 +13,11 @@ function fail(msg: string): never {
   throw new Error(`${NEWTON_SCHULZ_KERNEL}: ${msg}`);
 }
 
+/** Off when NL_WASM_GEMM=off (the gemm escape hatch, batch-mat-mul.ts): the kernel runs on gemm.wasm too. */
+export function newtonSchulzEnabledFromEnv(): boolean {
+  return !(typeof process !== 'undefined' && process.env?.NL_WASM_GEMM === 'off');
+}
+
 /** True when gemm.wasm (with its newton_schulz export) loads into this wasm backend instance. */
 export function newtonSchulzLoads(backend: unknown): boolean {
   const k = gemmKernel(asWasmBackend(backend, NEWTON_SCHULZ_KERNEL).wasm);
