@@ -8,6 +8,4 @@
  */
 import { buildWasmKernel } from '../wasm-build';
 
-export { CLANG_FLAGS } from '../wasm-build';
-
 if (require.main === module) buildWasmKernel({ dir: __dirname, name: 'gemm', constPrefix: 'GEMM', testFile: 'gemm.test.ts', scratchHint: 'locals' });
