@@ -159,12 +159,6 @@ export function fields<T>(obj: Record<string, unknown>, schema: Schema<T>, path:
   return out;
 }
 
-/** A plain object, or `path: <message>` (default 'must be an object, got ...'). */
-export function objectAt(v: unknown, path: string, message?: string): Record<string, unknown> {
-  if (!isPlainObject(v)) return message === undefined ? expected(path, 'an object', v) : failAt(path, message);
-  return v;
-}
-
 /** Keys every tfjs layer accepts (base Layer args) besides its own config. */
 export const BASE_LAYER_KEYS: readonly string[] = ['name', 'trainable', 'dtype', 'inputShape', 'batchInputShape', 'batchSize', 'inputDType', 'weights', 'inputDim'];
 
