@@ -81,18 +81,12 @@ export function innerLossOwners(): ReadonlyMap<string, string> {
 /**
  * Looks up an inner loss by name: the built-ins, then the catalogue (every loss a loaded plugin
  * contributed); `field` names the config field in the error. Layers and transforms resolve their
- * `innerLoss` config field here. The older form getInnerLoss(name, extraMap, field) still works (the map is
- * searched after the built-ins) for callers not yet moved; no caller passes a non-empty map.
+ * `innerLoss` config field here.
  */
-export function getInnerLoss(name: string, field?: string): InnerLoss;
-/** @deprecated the `extra` map: contribute losses through a plugin manifest's innerLosses; pass the field only. */
-export function getInnerLoss(name: string, extra: ReadonlyMap<string, InnerLoss> | undefined, field?: string): InnerLoss;
-export function getInnerLoss(name: string, extraOrField?: ReadonlyMap<string, InnerLoss> | string, fieldArg?: string): InnerLoss {
-  const extra: ReadonlyMap<string, InnerLoss> = typeof extraOrField === 'object' ? extraOrField : new Map();
-  const field = (typeof extraOrField === 'string' ? extraOrField : fieldArg) ?? 'innerLoss';
-  const found = (BUILTIN_INNER_LOSSES as Record<string, InnerLoss>)[name] ?? extra.get(name) ?? contributed.get(name)?.loss;
+export function getInnerLoss(name: string, field = 'innerLoss'): InnerLoss {
+  const found = (BUILTIN_INNER_LOSSES as Record<string, InnerLoss>)[name] ?? contributed.get(name)?.loss;
   if (!found) {
-    const allowed = [...new Set([...Object.keys(BUILTIN_INNER_LOSSES), ...extra.keys(), ...contributed.keys()])];
+    const allowed = [...new Set([...Object.keys(BUILTIN_INNER_LOSSES), ...contributed.keys()])];
     throw new Error(`${field}: unknown inner loss '${name}'; allowed: ${allowed.join(', ')} (others come from a loaded plugin's innerLosses)`);
   }
   return found;

@@ -104,7 +104,7 @@ export function dmgd(config: DmgdConfig = {}, path = 'dmgd'): GradientTransform 
   const seed = numberField(c0, 'seed', path, { integer: true, min: 0, default: 0 });
   const batchAxis = booleanField(c0, 'batchAxis', path, false);
   const pc = readPreconditioner(c0, path);
-  const loss = getInnerLoss(lossName, new Map(), `${path}.innerLoss`);
+  const loss = getInnerLoss(lossName, `${path}.innerLoss`);
   const who = 'dmgd';
   return {
     name: 'dmgd',

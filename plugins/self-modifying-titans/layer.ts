@@ -115,7 +115,7 @@ export class NlSelfModifyingTitans extends tf.layers.Layer implements StatefulSe
       headDim: this.headDim(),
       hiddenDim: this.hiddenDim() as number,
       act: c.activation,
-      innerLoss: getInnerLoss(c.innerLoss, undefined, `${NlSelfModifyingTitans.className}.innerLoss`),
+      innerLoss: getInnerLoss(c.innerLoss, `${NlSelfModifyingTitans.className}.innerLoss`),
       momentum: c.momentum ? c.momentumDecay : null,
       dgd: c.dgd,
       weightDecay: c.weightDecay,
