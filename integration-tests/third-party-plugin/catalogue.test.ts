@@ -15,6 +15,7 @@ import { createDefaultRuntime } from 'nested-learning/registry';
 import { NestedTrainer, tokenSquaredError } from 'nested-learning/plugins/scheduler';
 import { createSubLayer } from 'nested-learning/plugins/hope';
 import { NlTitansMemory } from 'nested-learning/plugins/titans';
+import { NlSelfModifyingTitans } from 'nested-learning/plugins/self-modifying-titans';
 import { emaMemoryPlugin, huberLoss, NlEmaMemory } from './ema-memory';
 
 describe('catalogue: third-party parts resolve by name from layer and block configs', () => {
@@ -70,6 +71,43 @@ describe('catalogue: third-party parts resolve by name from layer and block conf
     expect(back).to.be.instanceOf(NlTitansMemory);
     expect(back.getConfig().innerLoss).to.equal('huber');
     assertClose(loaded.predict(x) as tf.Tensor, model.predict(x) as tf.Tensor, { rtol: 0, atol: 0 });
+    trainer.dispose();
+    opt.dispose();
+    tf.dispose([x, y, yL2, target, ...before]);
+    loaded.dispose();
+    l2.dispose();
+  });
+
+  it("NlSelfModifyingTitans ('paper') with innerLoss 'huber' from a JSON config: writes with the Huber gradient, trains a step, saves and loads; 'stable' refuses it", async () => {
+    const rt = createDefaultRuntime([emaMemoryPlugin]);
+    const D = 4;
+    const spec = JSON.parse('{"className": "NlSelfModifyingTitans", "config": {"numHeads": 2, "chunkSize": 4, "memChunkSize": 4, "innerLoss": "huber", "parameterization": "paper", "normalize": "none", "name": "smt"}}');
+    const layer = rt.createLayer<NlSelfModifyingTitans>(spec.className, spec.config);
+    expect(layer.getConfig().innerLoss).to.equal('huber');
+    const l2 = rt.createLayer<NlSelfModifyingTitans>(spec.className, { ...spec.config, innerLoss: 'l2', name: 'smt_l2' });
+    const x = tf.randomNormal([2, 8, D], 0, 3, 'float32', 7) as tf.Tensor3D;
+    const y = layer.apply(x) as tf.Tensor;
+    tf.dispose(l2.apply(x) as tf.Tensor);
+    l2.setWeights(layer.getWeights());
+    const yL2 = l2.apply(x) as tf.Tensor;
+    expect(tf.tidy(() => y.sub(yL2).abs().max().dataSync()[0]), 'Huber and L2 writes give different reads').to.be.greaterThan(1e-5);
+
+    const opt = tf.train.adam(1e-2);
+    const trainer = new NestedTrainer(new NestedModel([layer]), { loss: tokenSquaredError, optimizer: opt });
+    const target = tf.randomNormal([2, 8, D], 0, 1, 'float32', 8);
+    const before = layer.getWeights().map((w) => w.clone());
+    expect(Number.isFinite(trainer.train(x, target).loss)).to.equal(true);
+    expect(layer.getWeights().some((w, i) => tf.tidy(() => w.sub(before[i]).abs().max().dataSync()[0]) > 0), 'an outer step changed the weights').to.equal(true);
+
+    const model = tf.sequential({ layers: [tf.layers.inputLayer({ inputShape: [8, D] }), layer] });
+    await model.save(`file://${dir}/smt-huber`);
+    const loaded = await rt.loadLayersModel(`file://${dir}/smt-huber/model.json`);
+    const back = loaded.layers.find((l) => l.name === 'smt') as NlSelfModifyingTitans;
+    expect(back).to.be.instanceOf(NlSelfModifyingTitans);
+    expect(back.getConfig().innerLoss).to.equal('huber');
+    assertClose(loaded.predict(x) as tf.Tensor, model.predict(x) as tf.Tensor, { rtol: 0, atol: 0 });
+    expect(() => rt.createLayer(spec.className, { ...spec.config, parameterization: 'stable', normalize: 'l2', momentum: false, name: 'smt_s' })).to.throw(/NlSelfModifyingTitans\.innerLoss: parameterization 'stable'/);
+    expect(() => rt.createLayer(spec.className, { ...spec.config, innerLoss: 'acme-nope', name: 'smt_n' })).to.throw(/NlSelfModifyingTitans\.innerLoss: unknown inner loss 'acme-nope'/);
     trainer.dispose();
     opt.dispose();
     tf.dispose([x, y, yL2, target, ...before]);

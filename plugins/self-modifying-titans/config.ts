@@ -1,12 +1,14 @@
 /** Config of NlSelfModifyingTitans: defaults, validation (errors name the field), resolution. */
-import { BUILTIN_INNER_LOSSES } from '../../core/inner-loss';
+import { getInnerLoss } from '../../core/inner-loss';
 import { validateGradientMode, type GradientMode } from '../../core/level';
 import { BASE_LAYER_KEYS, is, refuseUnknownKeys } from '../../core/validate';
 import { NORMALIZE_MODES, SMT_IMPLS, SMT_PARAMETERIZATIONS, type NormalizeMode, type SmtImpl, type SmtParameterization } from './ops/forward';
 import { MEMORY_ACTIVATIONS, type MemoryActivation } from './ops/memory';
 
-export type SmtInnerLossName = 'l2' | 'dot';
-export const SMT_INNER_LOSSES: readonly SmtInnerLossName[] = ['l2', 'dot'];
+/** An inner loss by name: a built-in ('l2', 'dot', 'cosine') or one a loaded plugin contributed (core/catalog). */
+export type SmtInnerLossName = string;
+/** The built-in inner losses (any name in the catalogue is accepted too; 'stable' takes 'l2' only). */
+export const SMT_INNER_LOSSES: readonly SmtInnerLossName[] = ['l2', 'dot', 'cosine'];
 
 export interface SelfModifyingTitansArgs {
   name?: string;
@@ -135,6 +137,13 @@ const bool = (field: string, v: unknown): boolean => is.bool()(v, `${C}.${field}
 const num = (field: string, v: unknown, lo: number, hi: number, loOpen: boolean, hiOpen: boolean): number =>
   is.number({ ...(loOpen ? { above: lo } : { min: lo }), ...(hi === Infinity ? {} : hiOpen ? { below: hi } : { max: hi }) })(v, `${C}.${field}`);
 
+/** A registered inner loss name (the 'paper' form writes with its gradient, ops/memory.ts), else an error naming the field. */
+function innerLossName(v: unknown): string {
+  if (typeof v !== 'string') throw new Error(`${C}.innerLoss: must be an inner loss name, got ${JSON.stringify(v)}`);
+  getInnerLoss(v, `${C}.innerLoss`); // throws: unknown inner loss '...'; allowed: ...
+  return v;
+}
+
 /** Every key of SelfModifyingTitansArgs (a misspelled key is refused, not ignored). */
 const SMT_KEYS: readonly string[] = [
   'dModel', 'numHeads', 'hiddenDim', 'activation', 'innerLoss', 'momentum', 'momentumDecay', 'dgd', 'weightDecay', 'staticK', 'staticV',
@@ -154,7 +163,7 @@ export function resolveSmtConfig(a: SelfModifyingTitansArgs): ResolvedSmtConfig 
     numHeads: posInt('numHeads', a.numHeads ?? d.numHeads),
     hiddenDim: a.hiddenDim == null ? null : posInt('hiddenDim', a.hiddenDim),
     activation: oneOf('activation', a.activation ?? d.activation, MEMORY_ACTIVATIONS),
-    innerLoss: oneOf('innerLoss', a.innerLoss ?? d.innerLoss, SMT_INNER_LOSSES),
+    innerLoss: innerLossName(a.innerLoss ?? d.innerLoss),
     momentum: bool('momentum', a.momentum ?? d.momentum),
     momentumDecay: num('momentumDecay', a.momentumDecay ?? d.momentumDecay, 0, 1, false, true),
     dgd: bool('dgd', a.dgd ?? d.dgd),
@@ -180,7 +189,6 @@ export function resolveSmtConfig(a: SelfModifyingTitansArgs): ResolvedSmtConfig 
     if (r.normalize !== 'l2') throw new Error(`${C}.normalize: parameterization 'stable' needs 'l2' (normalised keys and targets bound the writes), got '${r.normalize}'`);
     if (r.innerLoss !== 'l2') throw new Error(`${C}.innerLoss: parameterization 'stable' writes the L2 objective exactly (delta rule), got '${r.innerLoss}'`);
   }
-  if (!(r.innerLoss in BUILTIN_INNER_LOSSES)) throw new Error(`${C}.innerLoss: unknown inner loss '${r.innerLoss}'`);
   if (r.dModel !== null && r.dModel % r.numHeads !== 0) {
     throw new Error(`${C}.numHeads: must divide dModel=${r.dModel}, got ${r.numHeads}`);
   }
