@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { TOKENS, catalog, getInnerLoss } from 'nested-learning/core';
+import { TOKENS, catalog, getInnerLoss, withSeededRandom } from 'nested-learning/core';
 import { assertClose } from 'nested-learning/core/testing';
 import { NestedModel } from 'nested-learning/core';
 import { createDefaultRuntime } from 'nested-learning/registry';
@@ -81,16 +81,18 @@ describe('catalogue: third-party parts resolve by name from layer and block conf
   it("NlSelfModifyingTitans ('paper') with innerLoss 'huber' from a JSON config: writes with the Huber gradient, trains a step, saves and loads; 'stable' refuses it", async () => {
     const rt = createDefaultRuntime([emaMemoryPlugin]);
     const D = 4;
-    const spec = JSON.parse('{"className": "NlSelfModifyingTitans", "config": {"numHeads": 2, "chunkSize": 4, "memChunkSize": 4, "innerLoss": "huber", "parameterization": "paper", "normalize": "none", "name": "smt"}}');
+    const spec = JSON.parse('{"className": "NlSelfModifyingTitans", "config": {"numHeads": 2, "chunkSize": 4, "memChunkSize": 4, "innerLoss": "huber", "parameterization": "paper", "normalize": "none", "staticK": true, "staticV": true, "name": "smt"}}');
     const layer = rt.createLayer<NlSelfModifyingTitans>(spec.className, spec.config);
     expect(layer.getConfig().innerLoss).to.equal('huber');
     const l2 = rt.createLayer<NlSelfModifyingTitans>(spec.className, { ...spec.config, innerLoss: 'l2', name: 'smt_l2' });
+    // static k / v (x W_k, x W_v): the inner errors M(k) - M(v) are then O(|x|), past Huber's clip at 1 (with the
+    // adaptive k / v of the paper form k ~ v ~ x, the errors are tiny and Huber == L2); seeded weights
     const x = tf.randomNormal([2, 8, D], 0, 3, 'float32', 7) as tf.Tensor3D;
-    const y = layer.apply(x) as tf.Tensor;
+    const y = withSeededRandom(11, () => layer.apply(x) as tf.Tensor);
     tf.dispose(l2.apply(x) as tf.Tensor);
     l2.setWeights(layer.getWeights());
     const yL2 = l2.apply(x) as tf.Tensor;
-    expect(tf.tidy(() => y.sub(yL2).abs().max().dataSync()[0]), 'Huber and L2 writes give different reads').to.be.greaterThan(1e-5);
+    expect(tf.tidy(() => y.sub(yL2).abs().max().dataSync()[0]), 'Huber and L2 writes give different reads').to.be.greaterThan(1e-3);
 
     const opt = tf.train.adam(1e-2);
     const trainer = new NestedTrainer(new NestedModel([layer]), { loss: tokenSquaredError, optimizer: opt });
