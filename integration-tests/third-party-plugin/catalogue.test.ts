@@ -38,37 +38,41 @@ describe('catalogue: third-party parts resolve by name from layer and block conf
     expect(() => getInnerLoss('acme-nope', 'x.innerLoss')).to.throw(/x\.innerLoss: unknown inner loss 'acme-nope'; allowed: l2, dot, cosine, .*huber/);
   });
 
-  it("NlTitansMemory with innerLoss 'huber' from a JSON config: builds, writes with the Huber gradient, trains a step, saves and loads", async () => {
+  /**
+   * A memory layer built by name from `json` with innerLoss 'huber' (the third-party loss): its reads differ from
+   * the same weights with 'l2' by more than `minDiff` (Huber clips large inner errors), a nested-trainer step is
+   * finite and moves the weights, and a tfjs save / load (the config names the loss, the catalogue resolves it
+   * again) gives the same outputs. `seed`: weights initialised under withSeededRandom (null: unseeded).
+   */
+  async function huberEndToEnd<L extends tf.layers.Layer>(json: string, cls: new (...a: never[]) => L, minDiff: number, seed: number | null, folder: string): Promise<void> {
     const rt = createDefaultRuntime([emaMemoryPlugin]);
     const D = 4;
-    const spec = JSON.parse('{"className": "NlTitansMemory", "config": {"numHeads": 2, "chunkSize": 4, "innerLoss": "huber", "parameterization": "paper", "name": "mem"}}');
-    const layer = rt.createLayer<NlTitansMemory>(spec.className, spec.config);
+    const spec = JSON.parse(json);
+    const layer = rt.createLayer<L>(spec.className, spec.config);
     expect(layer.getConfig().innerLoss).to.equal('huber');
-    // Same weights with the L2 objective: large errors are clipped by Huber (|grad| <= 1), so the outputs differ.
-    const l2 = rt.createLayer<NlTitansMemory>('NlTitansMemory', { ...spec.config, innerLoss: 'l2', name: 'mem_l2' });
+    const l2 = rt.createLayer<L>(spec.className, { ...spec.config, innerLoss: 'l2', name: `${spec.config.name}_l2` });
     const x = tf.randomNormal([2, 8, D], 0, 3, 'float32', 5) as tf.Tensor3D;
-    const y = layer.apply(x) as tf.Tensor;
+    const y = seed === null ? (layer.apply(x) as tf.Tensor) : withSeededRandom(seed, () => layer.apply(x) as tf.Tensor);
     tf.dispose(l2.apply(x) as tf.Tensor);
     l2.setWeights(layer.getWeights());
     const yL2 = l2.apply(x) as tf.Tensor;
-    expect(tf.tidy(() => y.sub(yL2).abs().max().dataSync()[0])).to.be.greaterThan(1e-4);
+    expect(tf.tidy(() => y.sub(yL2).abs().max().dataSync()[0]), 'Huber and L2 writes give different reads').to.be.greaterThan(minDiff);
 
     // a training step through the nested trainer (the memory learns in context with the Huber gradient)
     const opt = tf.train.adam(1e-2);
     const trainer = new NestedTrainer(new NestedModel([layer]), { loss: tokenSquaredError, optimizer: opt });
     const target = tf.randomNormal([2, 8, D], 0, 1, 'float32', 6);
     const before = layer.getWeights().map((w) => w.clone());
-    const r = trainer.train(x, target);
-    expect(Number.isFinite(r.loss)).to.equal(true);
+    expect(Number.isFinite(trainer.train(x, target).loss)).to.equal(true);
     const moved = layer.getWeights().some((w, i) => tf.tidy(() => w.sub(before[i]).abs().max().dataSync()[0]) > 0);
     expect(moved, 'an outer step changed the weights').to.equal(true);
 
-    // save / load through tfjs: the config names the loss, the catalogue resolves it again
+    // save / load through tfjs
     const model = tf.sequential({ layers: [tf.layers.inputLayer({ inputShape: [8, D] }), layer] });
-    await model.save(`file://${dir}/titans-huber`);
-    const loaded = await rt.loadLayersModel(`file://${dir}/titans-huber/model.json`);
-    const back = loaded.layers.find((l) => l.name === 'mem') as NlTitansMemory;
-    expect(back).to.be.instanceOf(NlTitansMemory);
+    await model.save(`file://${dir}/${folder}`);
+    const loaded = await rt.loadLayersModel(`file://${dir}/${folder}/model.json`);
+    const back = loaded.layers.find((l) => l.name === spec.config.name) as L;
+    expect(back).to.be.instanceOf(cls);
     expect(back.getConfig().innerLoss).to.equal('huber');
     assertClose(loaded.predict(x) as tf.Tensor, model.predict(x) as tf.Tensor, { rtol: 0, atol: 0 });
     trainer.dispose();
@@ -76,45 +80,22 @@ describe('catalogue: third-party parts resolve by name from layer and block conf
     tf.dispose([x, y, yL2, target, ...before]);
     loaded.dispose();
     l2.dispose();
+  }
+
+  it("NlTitansMemory with innerLoss 'huber' from a JSON config: builds, writes with the Huber gradient, trains a step, saves and loads", async () => {
+    const json = '{"className": "NlTitansMemory", "config": {"numHeads": 2, "chunkSize": 4, "innerLoss": "huber", "parameterization": "paper", "name": "mem"}}';
+    await huberEndToEnd(json, NlTitansMemory, 1e-4, null, 'titans-huber');
   });
 
   it("NlSelfModifyingTitans ('paper') with innerLoss 'huber' from a JSON config: writes with the Huber gradient, trains a step, saves and loads; 'stable' refuses it", async () => {
-    const rt = createDefaultRuntime([emaMemoryPlugin]);
-    const D = 4;
-    const spec = JSON.parse('{"className": "NlSelfModifyingTitans", "config": {"numHeads": 2, "chunkSize": 4, "memChunkSize": 4, "innerLoss": "huber", "parameterization": "paper", "normalize": "none", "staticK": true, "staticV": true, "name": "smt"}}');
-    const layer = rt.createLayer<NlSelfModifyingTitans>(spec.className, spec.config);
-    expect(layer.getConfig().innerLoss).to.equal('huber');
-    const l2 = rt.createLayer<NlSelfModifyingTitans>(spec.className, { ...spec.config, innerLoss: 'l2', name: 'smt_l2' });
     // static k / v (x W_k, x W_v): the inner errors M(k) - M(v) are then O(|x|), past Huber's clip at 1 (with the
     // adaptive k / v of the paper form k ~ v ~ x, the errors are tiny and Huber == L2); seeded weights
-    const x = tf.randomNormal([2, 8, D], 0, 3, 'float32', 7) as tf.Tensor3D;
-    const y = withSeededRandom(11, () => layer.apply(x) as tf.Tensor);
-    tf.dispose(l2.apply(x) as tf.Tensor);
-    l2.setWeights(layer.getWeights());
-    const yL2 = l2.apply(x) as tf.Tensor;
-    expect(tf.tidy(() => y.sub(yL2).abs().max().dataSync()[0]), 'Huber and L2 writes give different reads').to.be.greaterThan(1e-3);
-
-    const opt = tf.train.adam(1e-2);
-    const trainer = new NestedTrainer(new NestedModel([layer]), { loss: tokenSquaredError, optimizer: opt });
-    const target = tf.randomNormal([2, 8, D], 0, 1, 'float32', 8);
-    const before = layer.getWeights().map((w) => w.clone());
-    expect(Number.isFinite(trainer.train(x, target).loss)).to.equal(true);
-    expect(layer.getWeights().some((w, i) => tf.tidy(() => w.sub(before[i]).abs().max().dataSync()[0]) > 0), 'an outer step changed the weights').to.equal(true);
-
-    const model = tf.sequential({ layers: [tf.layers.inputLayer({ inputShape: [8, D] }), layer] });
-    await model.save(`file://${dir}/smt-huber`);
-    const loaded = await rt.loadLayersModel(`file://${dir}/smt-huber/model.json`);
-    const back = loaded.layers.find((l) => l.name === 'smt') as NlSelfModifyingTitans;
-    expect(back).to.be.instanceOf(NlSelfModifyingTitans);
-    expect(back.getConfig().innerLoss).to.equal('huber');
-    assertClose(loaded.predict(x) as tf.Tensor, model.predict(x) as tf.Tensor, { rtol: 0, atol: 0 });
-    expect(() => rt.createLayer(spec.className, { ...spec.config, parameterization: 'stable', normalize: 'l2', momentum: false, name: 'smt_s' })).to.throw(/NlSelfModifyingTitans\.innerLoss: parameterization 'stable'/);
-    expect(() => rt.createLayer(spec.className, { ...spec.config, innerLoss: 'acme-nope', name: 'smt_n' })).to.throw(/NlSelfModifyingTitans\.innerLoss: unknown inner loss 'acme-nope'/);
-    trainer.dispose();
-    opt.dispose();
-    tf.dispose([x, y, yL2, target, ...before]);
-    loaded.dispose();
-    l2.dispose();
+    const json = '{"className": "NlSelfModifyingTitans", "config": {"numHeads": 2, "chunkSize": 4, "memChunkSize": 4, "innerLoss": "huber", "parameterization": "paper", "normalize": "none", "staticK": true, "staticV": true, "name": "smt"}}';
+    await huberEndToEnd(json, NlSelfModifyingTitans, 1e-3, 11, 'smt-huber');
+    const rt = createDefaultRuntime([emaMemoryPlugin]);
+    const { className, config } = JSON.parse(json);
+    expect(() => rt.createLayer(className, { ...config, parameterization: 'stable', normalize: 'l2', momentum: false, name: 'smt_s' })).to.throw(/NlSelfModifyingTitans\.innerLoss: parameterization 'stable'/);
+    expect(() => rt.createLayer(className, { ...config, innerLoss: 'acme-nope', name: 'smt_n' })).to.throw(/NlSelfModifyingTitans\.innerLoss: unknown inner loss 'acme-nope'/);
   });
 
   it('a block config names a third-party layer class and a Titans mixer with the third-party loss', () => {
