@@ -69,10 +69,12 @@ export class OuterAccumulator {
   private finding(names: string[], k: number, norm: number, label: Map<string, string>): GradientFinding {
     let where = '';
     let worst = -1;
+    let nonFinite = false; // the loop stops at the first non-finite gradient, so this is "any is non-finite"
     for (const n of names) {
       const g = this.pending.get(n)!;
       const [fin, sq] = tf.tidy(() => [tf.all(tf.isFinite(g)).dataSync()[0], g.div(k).square().sum().dataSync()[0]]);
       if (!fin) {
+        nonFinite = true;
         where = `the gradient of ${label.get(n) ?? `'${n}'`}`;
         break;
       }
@@ -81,7 +83,7 @@ export class OuterAccumulator {
         where = `the gradient of ${label.get(n) ?? `'${n}'`} (largest, norm ${Math.sqrt(sq).toPrecision(3)})`;
       }
     }
-    const kind = Number.isNaN(norm) || names.some((n) => !tf.tidy(() => tf.all(tf.isFinite(this.pending.get(n)!)).dataSync()[0])) ? 'non-finite gradient' : 'exploding gradient';
+    const kind = Number.isNaN(norm) || nonFinite ? 'non-finite gradient' : 'exploding gradient';
     return { kind, value: norm, where };
   }
 }
